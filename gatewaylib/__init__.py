@@ -1,0 +1,1 @@
+"""litegate: a small, stateless LLM gateway on Twisted."""

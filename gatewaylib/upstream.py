@@ -1,0 +1,222 @@
+"""The HTTP client to providers: one pooled treq client per provider, deadlines, cancellation.
+
+treq's own body helpers cannot be cancelled and keep nothing of a stalled stream in check, so
+bodies are read by `BodyReader`, whose Deferred's canceller closes the upstream connection:
+cancelling a request (client gone, deadline) stops the upstream from generating and billing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+
+import treq
+from treq.client import HTTPClient
+from twisted.internet import defer
+from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+
+from gatewaylib.errors import BadGateway, GatewayError, UpstreamTimeout, UpstreamUnavailable
+
+# zope interfaces are opaque to mypy: these aliases name what is meant.
+IResponse = Any  # twisted.web.iweb.IResponse
+IReactorTime = Any  # twisted.internet.interfaces.IReactorTime
+IDelayedCall = Any  # twisted.internet.interfaces.IDelayedCall
+
+#: A non-streaming upstream body larger than this is refused (no provider sends one).
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class _NoCookies(CookieJar):
+    """A jar that keeps nothing: a shared client must never replay one tenant's cookies."""
+
+    def __init__(self) -> None:
+        super().__init__(DefaultCookiePolicy(allowed_domains=[]))
+
+
+class UpstreamClient:
+    """A pooled HTTP client for one provider."""
+
+    def __init__(self, reactor: Any, *, max_connections: int, connect_timeout: float) -> None:
+        self._reactor = reactor
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = max_connections
+        self._pool.retryAutomatically = False
+        agent = Agent(reactor, connectTimeout=connect_timeout, pool=self._pool)
+        self._http = HTTPClient(agent, cookiejar=_NoCookies())  # type: ignore[arg-type]
+
+    async def post(self, request: UpstreamRequest, *, header_timeout: float) -> IResponse:
+        """POST and wait for the response headers; map network failures to gateway errors."""
+        headers = Headers({k.encode(): [v.encode()] for k, v in request.headers.items()})
+        d = self._http.request(
+            "POST",
+            request.url,
+            headers=headers,
+            data=request.body,
+            allow_redirects=False,
+            unbuffered=True,
+        )
+        timed_out: list[bool] = []
+
+        def expire() -> None:
+            timed_out.append(True)
+            d.cancel()
+
+        timer = self._reactor.callLater(header_timeout, expire)
+        try:
+            response: IResponse = await d
+        except defer.CancelledError:
+            if timed_out:
+                raise UpstreamTimeout(
+                    f"the provider did not answer within {header_timeout:g}s"
+                ) from None
+            raise
+        except GatewayError:
+            raise
+        except Exception as e:
+            raise _network_error(e) from None
+        finally:
+            if timer.active():
+                timer.cancel()
+        return response
+
+    def close(self) -> defer.Deferred[None]:
+        return self._pool.closeCachedConnections()
+
+
+def _network_error(exc: BaseException) -> GatewayError:
+    from twisted.internet.error import TimeoutError as TxTimeoutError
+
+    if isinstance(exc, TxTimeoutError):
+        return UpstreamTimeout("connecting to the provider timed out")
+    if isinstance(exc, ConnectionRefusedError | DNSLookupError | ConnectError):
+        return UpstreamUnavailable("could not connect to the provider")
+    return UpstreamUnavailable("the provider closed the connection before answering")
+
+
+def lower_headers(response: IResponse) -> dict[str, str]:
+    """Response headers as a dict with lower-case names (last value wins)."""
+    out: dict[str, str] = {}
+    for name, values in response.headers.getAllRawHeaders():
+        out[name.decode("latin-1").lower()] = values[-1].decode("latin-1")
+    return out
+
+
+class BodyReader(Protocol):
+    """Delivers an upstream body chunk by chunk, with an idle deadline and a real cancel.
+
+    `done` fires with None at the end of the body, or fails with a GatewayError; cancelling it
+    (or the idle deadline) closes the upstream connection.
+    """
+
+    def __init__(
+        self,
+        on_data: Callable[[bytes], None],
+        clock: IReactorTime,
+        idle_timeout: float | None,
+        first_timeout: float | None = None,
+    ) -> None:
+        self._on_data = on_data
+        self._clock = clock
+        self._idle = idle_timeout
+        self._timer: IDelayedCall | None = None
+        self.done: defer.Deferred[None] = defer.Deferred(self._cancel)
+        self._first_timeout = first_timeout
+
+    def connectionMade(self) -> None:
+        self._arm(self._first_timeout or self._idle)
+
+    def _arm(self, seconds: float | None) -> None:
+        if seconds is None:
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(seconds)
+        else:
+            self._timer = self._clock.callLater(seconds, self._expired, seconds)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _expired(self, seconds: float) -> None:
+        self._timer = None
+        self._abort(UpstreamTimeout(f"the provider sent nothing for {seconds:g}s"))
+
+    def _abort(self, error: BaseException) -> None:
+        if not self.done.called:
+            self.done.errback(Failure(error))
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def _cancel(self, d: defer.Deferred[None]) -> None:
+        self._disarm()
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        if self._idle is not None:
+            self._arm(self._idle)
+        try:
+            self._on_data(data)
+        except BaseException as e:  # a consumer error must not kill the reactor's callback
+            self._disarm()
+            self._abort(e)
+
+    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:  # noqa: B008
+        self._disarm()
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(None)
+        else:
+            self.done.errback(Failure(BodyInterrupted()))
+
+
+class BodyInterrupted(Exception):
+    """The upstream connection ended before the body was complete."""
+
+
+async def read_body(
+    response: IResponse,
+    clock: IReactorTime,
+    idle_timeout: float,
+    limit: int = MAX_RESPONSE_BYTES,
+) -> bytes:
+    """Read a whole (non-streaming) body; cancellable, with an idle deadline and a size cap."""
+    parts: list[bytes] = []
+    size = [0]
+
+    def collect(data: bytes) -> None:
+        size[0] += len(data)
+        if size[0] > limit:
+            raise BadGateway(f"the provider's response exceeded {limit} bytes")
+        parts.append(data)
+
+    reader = BodyReader(collect, clock, idle_timeout)
+    response.deliverBody(reader)
+    try:
+        await reader.done
+    except BodyInterrupted:
+        raise UpstreamUnavailable("the provider closed the connection mid-response") from None
+    return b"".join(parts)
+
+
+def discard_body(response: IResponse) -> None:
+    """Drain a body we do not need so the pooled connection is released."""
+    treq.content(response).addErrback(lambda _f: None)
