@@ -22,12 +22,13 @@ from gatewaylib.app import GatewayApp
 from gatewaylib.config import Config, parse_config
 from gatewaylib.gateway import Runtime
 from gatewaylib.service import GatewaySite
+from tests.fakes.anthropic import API_KEY as ANTHROPIC_KEY
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai import API_KEY as OPENAI_KEY
 from tests.fakes.openai import FakeOpenAI
 
 BACKEND_KEY = "sk-test-backend-key-5f1c2e9d"
 CHATBOT_KEY = "sk-test-chatbot-key-0a8b7c6d"
-ANTHROPIC_KEY = "sk-ant-fake-provider-key-3c1d"
 
 
 def gateway_yaml(openai_url: str, anthropic_url: str = "http://127.0.0.1:9/v1") -> str:
@@ -105,10 +106,18 @@ def make_config() -> Callable[..., Config]:
 
 
 @pytest_twisted.async_yield_fixture
+async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_twisted.async_yield_fixture
 async def gateway(
-    fake_openai: FakeOpenAI, make_config: Callable[..., Config]
+    fake_openai: FakeOpenAI, fake_anthropic: FakeAnthropic, make_config: Callable[..., Config]
 ) -> AsyncIterator[Gateway]:
-    gw = await start_gateway(make_config(fake_openai.base_url))
+    gw = await start_gateway(make_config(fake_openai.base_url, fake_anthropic.base_url))
     yield gw
     await stop_gateway(gw)
 

@@ -442,7 +442,7 @@ def anthropic_error(status: int, headers: dict[str, str], body: bytes) -> Gatewa
     kind = str(error.get("type") or "")
     headers = {**headers, **_ratelimit_headers(headers)}
     code: str | None = None
-    error_type: str | None = "invalid_request_error"
+    error_type: str | None = None
     if status == 400 and message.startswith("prompt is too long"):
         code = "context_length_exceeded"
     elif status == 402 or kind == "billing_error":
