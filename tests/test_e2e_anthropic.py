@@ -266,3 +266,15 @@ async def test_json_output_modes(gateway: Gateway, fake_anthropic: FakeAnthropic
     chunks = await stream_list(gateway, messages=[{"role": "user", "content": "JSON"}], response_format={"type": "json_object"})
     assert json.loads("".join(c.choices[0].delta.content or "" for c in chunks)) == {"answer": 42}
     assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_split_across_tcp_reads(gateway: Gateway, fake_anthropic: FakeAnthropic) -> None:
+    """Payloads cut mid-JSON and mid-character, sent as separate writes, are parsed correctly."""
+    whole = b"".join(stream_events(_message("héllo wörld again")))
+    cuts = [7, 40, 41, whole.index("ö".encode()) + 1, len(whole) - 3]
+    pieces = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+    fake_anthropic.queue(Reply(200, {"content-type": "text/event-stream"}, events=pieces, delay=0.02))
+    chunks = await stream_list(gateway, messages=QUESTION)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "héllo wörld again"
+    assert chunks[-1].choices[0].finish_reason == "stop"

@@ -272,13 +272,20 @@ class MessageAccumulator:
         if state.kind == "json" and not state.args_seen:
             state.args_seen = True
             return self._text("{}")
+        block: dict[str, Any]
         if state.kind == "thinking":
-            self.thinking_blocks.append(
-                {"type": "thinking", "thinking": "".join(state.text), "signature": state.signature}
-            )
+            block = {
+                "type": "thinking",
+                "thinking": "".join(state.text),
+                "signature": state.signature,
+            }
         elif state.kind == "redacted":
-            self.thinking_blocks.append({"type": "redacted_thinking", "data": state.data})
-        return []
+            block = {"type": "redacted_thinking", "data": state.data}
+        else:
+            return []
+        self.thinking_blocks.append(block)
+        # Streaming clients need the signed block too, to send it back with tool results.
+        return [{"thinking_blocks": [block]}] if self._expose_thinking else []
 
     # -- delta builders -------------------------------------------------------------------
 

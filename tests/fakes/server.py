@@ -146,7 +146,7 @@ class FakeServer(resource.Resource):
 
 
 def sse_data(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
 def sse_named(name: str, obj: Any) -> bytes:
@@ -154,6 +154,6 @@ def sse_named(name: str, obj: Any) -> bytes:
         b"event: "
         + name.encode()
         + b"\ndata: "
-        + json.dumps(obj, separators=(",", ":")).encode()
+        + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
         + b"\n\n"
     )
