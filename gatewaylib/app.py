@@ -1,4 +1,8 @@
-"""HTTP routes: thin handlers that wire auth, routing and providers together."""
+"""HTTP routes: thin handlers that wire auth, routing and providers together.
+
+Every API request gets one `Exchange`, begun by the handler and finished from
+`request.notifyFinish()`, which feeds both the metrics and the access log.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from klein import Klein
-from prometheus_client import CollectorRegistry
 from prometheus_client.twisted import MetricsResource
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -16,27 +19,34 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 from werkzeug.exceptions import NotFound as WerkzeugNotFound
 
-from gatewaylib import jsonutil
+from gatewaylib import jsonutil, pricing
+from gatewaylib.accesslog import AccessLog
 from gatewaylib.chatrequest import parse_chat_request
 from gatewaylib.errors import GatewayError, MethodNotAllowed, PathNotFound
+from gatewaylib.exchange import Exchange
 from gatewaylib.gateway import Runtime
+from gatewaylib.metrics import Metrics
 from gatewaylib.providers.base import Call
 
 log = Logger()
 
 _JSON = b"application/json"
+#: Status recorded for a client that left before any response byte (nginx's convention).
+CLIENT_CLOSED = 499
 
 
 class SSEResponse:
     """Writes a stream to the client; the first write commits status 200 and SSE headers."""
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, exchange: Exchange) -> None:
         self._request = request
+        self._exchange = exchange
         self.committed = False
 
     def write(self, data: bytes) -> None:
         if not self.committed:
             self.committed = True
+            self._exchange.first_byte = time.perf_counter()
             request = self._request
             request.setResponseCode(200)
             request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
@@ -65,28 +75,83 @@ class GatewayApp:
     def __init__(
         self,
         runtime: Runtime,
-        registry: CollectorRegistry,
+        metrics: Metrics,
+        access_log: AccessLog,
         health: Callable[[], bool] = lambda: True,
+        reactor: Any = None,
     ) -> None:
         self.runtime = runtime
-        self._metrics = MetricsResource(registry=registry)
+        self.metrics = metrics
+        self.access_log = access_log
+        self._metrics_resource = MetricsResource(registry=metrics.registry)
         self._healthy = health
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self._reactor = reactor
 
     def resource(self) -> Any:
         return self.app.resource()
+
+    # -- the per-request record ------------------------------------------------------------
+
+    def _begin(self, request: Request) -> Exchange:
+        """Start the request's Exchange; it is finished exactly once, however the request ends."""
+        ex = Exchange.begin(request.method.decode("latin-1"), request.path.decode("latin-1"))
+        request.setHeader(b"x-request-id", ex.request_id.encode())
+        self.metrics.in_flight.inc()
+        runtime = self.runtime
+
+        def finished(result: object) -> None:
+            if isinstance(result, Failure):
+                # Client gone: let the handler's cancellation run first, so what the provider
+                # learnt (usage so far, upstream time) is on the call when we record it.
+                self._reactor.callLater(0, self._finish, request, ex, runtime, True)
+            else:
+                self._finish(request, ex, runtime, False)
+
+        request.notifyFinish().addBoth(finished)
+        return ex
+
+    def _finish(self, request: Request, ex: Exchange, runtime: Runtime, aborted: bool) -> None:
+        call: Call | None = ex.call
+        if call is not None:
+            ex.usage = call.usage
+            ex.response_model = call.response_model
+            ex.upstream_seconds = call.upstream_seconds
+            if call.stream_error is not None:
+                ex.stream_error = call.stream_error
+        status = request.code if not aborted or request.startedWriting else CLIENT_CLOSED
+        cost = 0.0
+        if ex.usage is not None and ex.route is not None:
+            alias = ex.route.requested if ex.route.alias is not None else None
+            price = runtime.prices.price_for(alias, ex.route.upstream_model)
+            if price is not None:
+                cost = pricing.cost(ex.usage, price)
+        ex.finish(status, aborted, cost)
+        self.metrics.in_flight.dec()
+        try:
+            self.metrics.record(ex)
+            self.access_log.write(ex)
+        except Exception:
+            log.failure("recording a finished request failed")
 
     # -- errors from routing ---------------------------------------------------------------
 
     @app.handle_errors(WerkzeugNotFound)
     def not_found(self, request: Request, failure: Failure) -> bytes:
-        return write_error(request, PathNotFound(f"Unknown path: {request.path.decode('latin-1')}"))
+        ex = self._begin(request)
+        ex.error = PathNotFound(f"Unknown path: {ex.path}")
+        return write_error(request, ex.error)
 
     @app.handle_errors(WerkzeugMethodNotAllowed)
     def method_not_allowed(self, request: Request, failure: Failure) -> bytes:
+        ex = self._begin(request)
         allowed = sorted(failure.value.valid_methods or [])
         request.setHeader(b"allow", ", ".join(allowed).encode())
-        method = request.method.decode("latin-1")
-        return write_error(request, MethodNotAllowed(f"Method {method} is not allowed here."))
+        ex.error = MethodNotAllowed(f"Method {ex.method} is not allowed here.")
+        return write_error(request, ex.error)
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -97,28 +162,35 @@ class GatewayApp:
         return write_json(request, 503, b'{"status":"shutting_down"}')
 
     @app.route("/metrics", methods=["GET"])
-    def metrics(self, request: Request) -> Any:
-        return self._metrics
+    def prometheus(self, request: Request) -> Any:
+        return self._metrics_resource
 
     @app.route("/v1/models", methods=["GET"])
     def models(self, request: Request) -> bytes:
+        ex = self._begin(request)
         runtime = self.runtime
         try:
             caller = runtime.keys.authenticate(request.getHeader(b"authorization"))
         except GatewayError as e:
+            ex.error = e
             return write_error(request, e)
+        ex.app = caller.name
         payload = {"object": "list", "data": runtime.models_for(caller)}
         return write_json(request, 200, jsonutil.dumps(payload))
 
     @app.route("/v1/chat/completions", methods=["POST"])
     async def chat_completions(self, request: Request) -> bytes | None:
+        ex = self._begin(request)
         runtime = self.runtime
-        out = SSEResponse(request)
+        out = SSEResponse(request, ex)
         try:
             caller = runtime.keys.authenticate(request.getHeader(b"authorization"))
+            ex.app = caller.name
             chat = parse_chat_request(_read_body(request))
+            ex.requested_model, ex.stream = chat.model, chat.stream
             caller.check_model(chat.model)
             route = runtime.router.route(chat.model)
+            ex.route = route
             provider = runtime.provider_for(route)
             call = Call(
                 body=chat.body,
@@ -127,20 +199,21 @@ class GatewayApp:
                 include_usage=chat.include_usage,
                 created=int(time.time()),
             )
+            ex.call = call
             if chat.stream:
                 await provider.stream(call, out)
                 return None
             body = await provider.complete(call)
             return write_json(request, 200, body)
         except GatewayError as e:
+            ex.error = e
             return _fail(request, out, e)
         except defer.CancelledError:
             raise
         except Exception:
             log.failure("unexpected error in /v1/chat/completions")
-            return _fail(
-                request, out, GatewayError("Internal gateway error.", code="internal_error")
-            )
+            ex.error = GatewayError("Internal gateway error.", code="internal_error")
+            return _fail(request, out, ex.error)
 
 
 def _fail(request: Request, out: SSEResponse, error: GatewayError) -> bytes | None:

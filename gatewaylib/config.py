@@ -61,11 +61,22 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True)
+class Price:
+    """USD per million tokens."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+
+@dataclass(frozen=True)
 class ModelAlias:
     alias: str
     provider: str
     model: str
     max_tokens: int | None = None
+    pricing: Price | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class Config:
     routing: tuple[PrefixRule, ...]
     api_keys: tuple[VirtualKeyConfig, ...]
     timeouts: Timeouts
+    pricing: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
+    log_format: str = "text"
     warnings: tuple[str, ...] = ()
 
 
@@ -218,7 +231,9 @@ class _Validator:
             raise self.fail(path, "must not be empty")
         return value
 
-    def number(self, value: Any, path: str, *, integer: bool = False) -> float:
+    def number(
+        self, value: Any, path: str, *, integer: bool = False, allow_zero: bool = False
+    ) -> float:
         if isinstance(value, str):
             try:
                 value = int(value) if integer else float(value)
@@ -227,13 +242,36 @@ class _Validator:
         ok_types = (int,) if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_types):
             raise self.fail(path, "must be an integer" if integer else "must be a number")
+        if allow_zero and value == 0:
+            return value
         if not value > 0:
-            raise self.fail(path, "must be positive")
+            raise self.fail(path, "must not be negative" if allow_zero else "must be positive")
         return value
+
+    def price(self, value: Any, path: str) -> Price:
+        spec = self.mapping(value, path, {"input", "output", "cache_read", "cache_write"})
+        for required in ("input", "output"):
+            if required not in spec:
+                raise self.fail(path, f"{required!r} is required (USD per million tokens)")
+        amounts = {
+            k: float(self.number(v, f"{path}.{k}", allow_zero=True)) for k, v in spec.items()
+        }
+        return Price(**amounts)
 
     def build(self, data: Any) -> Config:
         top = self.mapping(
-            data, "", {"listen", "providers", "models", "routing", "api_keys", "timeouts"}
+            data,
+            "",
+            {
+                "listen",
+                "providers",
+                "models",
+                "routing",
+                "api_keys",
+                "timeouts",
+                "pricing",
+                "log_format",
+            },
         )
         host, port = self.listen(top.get("listen", ":8080"))
         timeouts = self.timeouts(top.get("timeouts", {}), "timeouts", Timeouts())
@@ -241,6 +279,13 @@ class _Validator:
         models = self.models(top.get("models", {}), providers)
         routing = self.routing(top.get("routing", []), providers)
         api_keys = self.api_keys(top.get("api_keys"), models, routing)
+        raw_pricing = top.get("pricing") or {}
+        if not isinstance(raw_pricing, dict):
+            raise self.fail("pricing", "must be a mapping of model name to prices")
+        pricing = {m: self.price(v, f"pricing.{m}") for m, v in raw_pricing.items()}
+        log_format = self.string(top.get("log_format", "text"), "log_format")
+        if log_format not in ("text", "json"):
+            raise self.fail("log_format", "must be 'text' or 'json'")
         return Config(
             path=self.doc.file,
             listen_host=host,
@@ -250,6 +295,8 @@ class _Validator:
             routing=routing,
             api_keys=api_keys,
             timeouts=timeouts,
+            pricing=MappingProxyType(pricing),
+            log_format=log_format,
             warnings=tuple(self.warnings),
         )
 
@@ -346,7 +393,7 @@ class _Validator:
         out: dict[str, ModelAlias] = {}
         for alias, raw in value.items():
             path = f"models.{alias}"
-            spec = self.mapping(raw, path, {"provider", "model", "max_tokens"})
+            spec = self.mapping(raw, path, {"provider", "model", "max_tokens", "pricing"})
             if "provider" not in spec:
                 raise self.fail(path, "'provider' is required")
             provider = self.provider_ref(spec["provider"], f"{path}.provider", providers)
@@ -356,7 +403,8 @@ class _Validator:
                 max_tokens = int(
                     self.number(spec["max_tokens"], f"{path}.max_tokens", integer=True)
                 )
-            out[alias] = ModelAlias(alias, provider, model, max_tokens)
+            pricing = self.price(spec["pricing"], f"{path}.pricing") if "pricing" in spec else None
+            out[alias] = ModelAlias(alias, provider, model, max_tokens, pricing)
         return out
 
     def routing(

@@ -31,6 +31,10 @@ class GatewayError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    #: Set when the provider caused the error: the `error_type` label of
+    #: llm_provider_errors_total (rate_limited, upstream_5xx, upstream_4xx, timeout, connect,
+    #: auth, bad_response, stream_interrupted).
+    provider_error: str | None = None
 
     def __init__(
         self,
@@ -42,6 +46,7 @@ class GatewayError(Exception):
         param: str | None = None,
         headers: Mapping[str, str] | None = None,
         retryable: bool | None = None,
+        provider_error: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -56,6 +61,8 @@ class GatewayError(Exception):
         if retryable is None:
             retryable = self.status in (408, 409, 429) or self.status >= 500
         self.retryable = retryable
+        if provider_error is not None:
+            self.provider_error = provider_error
 
     def payload(self) -> dict[str, object]:
         return {
@@ -137,24 +144,28 @@ class UpstreamUnavailable(GatewayError):
     status = 502
     type = "server_error"
     code = "upstream_unavailable"
+    provider_error = "connect"
 
 
 class UpstreamTimeout(GatewayError):
     status = 504
     type = "server_error"
     code = "timeout"
+    provider_error = "timeout"
 
 
 class BadGateway(GatewayError):
     status = 502
     type = "server_error"
     code = "bad_gateway"
+    provider_error = "bad_response"
 
 
 class StreamInterrupted(GatewayError):
     status = 502
     type = "server_error"
     code = "upstream_stream_interrupted"
+    provider_error = "stream_interrupted"
 
 
 _COPIED_HEADERS = ("retry-after", "retry-after-ms")
@@ -193,6 +204,7 @@ def from_upstream_status(
             type="server_error",
             code="upstream_auth_failed",
             retryable=False,
+            provider_error="auth",
         )
     if status == 429:
         err = GatewayError(
@@ -202,6 +214,7 @@ def from_upstream_status(
             code=code or "rate_limit_exceeded",
             param=param,
             headers=copied,
+            provider_error="rate_limited",
         )
         if "retry-after" not in headers and "retry-after-ms" not in headers:
             err.retryable = False
@@ -213,9 +226,16 @@ def from_upstream_status(
             type="service_unavailable_error",
             code="server_is_overloaded",
             headers={k: v for k, v in copied.items() if k.startswith("retry-after")},
+            provider_error="upstream_5xx",
         )
     if status >= 500:
-        return GatewayError(message, status=502, type="server_error", code="upstream_error")
+        return GatewayError(
+            message,
+            status=502,
+            type="server_error",
+            code="upstream_error",
+            provider_error="upstream_5xx",
+        )
     if 400 <= status < 500:
         return GatewayError(
             message,
@@ -223,5 +243,6 @@ def from_upstream_status(
             type=error_type or "invalid_request_error",
             code=code,
             param=param,
+            provider_error="upstream_4xx",
         )
     return BadGateway(f"{provider} answered with unexpected HTTP status {status}")

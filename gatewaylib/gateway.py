@@ -14,6 +14,7 @@ from twisted.internet import defer
 from gatewaylib.auth import App, KeyStore
 from gatewaylib.config import Config
 from gatewaylib.errors import ProviderUnavailable
+from gatewaylib.pricing import PriceBook
 from gatewaylib.providers import build_provider
 from gatewaylib.providers.base import Provider
 from gatewaylib.routing import Route, Router
@@ -30,6 +31,7 @@ class Runtime:
             if provider.enabled
         }
         self.created = int(time.time())
+        self.prices = PriceBook(config)
 
     def provider_for(self, route: Route) -> Provider:
         provider = self.providers.get(route.provider)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from gatewaylib.accesslog import AccessLog
 from gatewaylib.app import GatewayApp
 from gatewaylib.config import Config
 from gatewaylib.gateway import Runtime
+from gatewaylib.metrics import Metrics
 
 log = Logger()
 
@@ -49,7 +50,9 @@ class GatewayService(Service):
         for warning in self.config.warnings:
             log.warn("{warning}", warning=warning)
         self.runtime = Runtime(self.config, self.reactor)
-        self.app = GatewayApp(self.runtime, CollectorRegistry())
+        for alias in self.runtime.prices.unpriced_aliases():
+            log.warn("model {alias!r} has no price: its cost is recorded as 0", alias=alias)
+        self.app = GatewayApp(self.runtime, Metrics(), AccessLog(self.config.log_format))
         site = GatewaySite(self.app.resource())
         self.port = self.reactor.listenTCP(
             self.config.listen_port, site, interface=self.config.listen_host

@@ -6,6 +6,7 @@ check for a dirty reactor, so a leak here would show up as flaky later tests ins
 
 from __future__ import annotations
 
+import io
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -13,14 +14,15 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from prometheus_client import CollectorRegistry
 from treq.client import HTTPClient
 from twisted.internet import reactor, threads
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from gatewaylib.accesslog import AccessLog
 from gatewaylib.app import GatewayApp
 from gatewaylib.config import Config, parse_config
 from gatewaylib.gateway import Runtime
+from gatewaylib.metrics import Metrics
 from gatewaylib.service import GatewaySite
 from tests.fakes.anthropic import API_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic import FakeAnthropic
@@ -70,6 +72,11 @@ class Gateway:
     app: GatewayApp
     runtime: Runtime
     port: Any
+    log: io.StringIO
+
+    @property
+    def log_lines(self) -> list[str]:
+        return self.log.getvalue().splitlines()
 
     @property
     def base_url(self) -> str:
@@ -78,9 +85,10 @@ class Gateway:
 
 async def start_gateway(config: Config) -> Gateway:
     runtime = Runtime(config, reactor)
-    app = GatewayApp(runtime, CollectorRegistry())
+    log = io.StringIO()
+    app = GatewayApp(runtime, Metrics(), AccessLog(config.log_format, log))
     port = reactor.listenTCP(0, GatewaySite(app.resource()), interface="127.0.0.1")  # type: ignore[attr-defined]
-    return Gateway(f"http://127.0.0.1:{port.getHost().port}", app, runtime, port)
+    return Gateway(f"http://127.0.0.1:{port.getHost().port}", app, runtime, port, log)
 
 
 async def stop_gateway(gateway: Gateway) -> None:

@@ -367,7 +367,15 @@ def error_from_event(error: Any) -> GatewayError:
         message = (
             "anthropic rejected the gateway's credentials; the operator must fix the provider key"
         )
-    return GatewayError(message, status=status, type=openai_type, code=code)
+        return GatewayError(message, status=502, type=openai_type, code=code, provider_error="auth")
+    kinds = {429: "rate_limited", 503: "upstream_5xx", 504: "timeout"}
+    return GatewayError(
+        message,
+        status=status,
+        type=openai_type,
+        code=code,
+        provider_error=kinds.get(status, "upstream_4xx" if status < 500 else "upstream_5xx"),
+    )
 
 
 class AnthropicStreamTranslator:
@@ -387,6 +395,8 @@ class AnthropicStreamTranslator:
     @property
     def model(self) -> str | None:
         return self._acc.model
+
+    relayed_error = None  # Anthropic error events are translated and raised, never relayed
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         if self._done:

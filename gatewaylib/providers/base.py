@@ -7,6 +7,7 @@ bytes. HTTP providers only supply pure translators (`build_request`, `parse_resp
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -41,6 +42,10 @@ class Call:
     #: Filled in by the provider: the usage reported upstream and the model it named.
     usage: Usage | None = None
     response_model: str | None = None
+    #: Seconds spent waiting on the upstream (the rest of a request's time is overhead).
+    upstream_seconds: float = 0.0
+    #: A provider failure reported in-band that did not raise (e.g. a relayed error event).
+    stream_error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,6 +69,11 @@ class StreamTranslator(Protocol):
 
     @property
     def model(self) -> str | None: ...
+
+    @property
+    def relayed_error(self) -> str | None:
+        """The provider-error kind of an upstream error event relayed as-is, if any."""
+        ...
 
 
 class Provider(Protocol):
@@ -114,19 +124,28 @@ class HTTPProvider(ABC):
 
     async def complete(self, call: Call) -> bytes:
         timeouts = self.config.timeouts
-        response = await self._client.post(
-            self.build_request(call), header_timeout=timeouts.response_headers
-        )
-        body = await read_body(response, self._clock, timeouts.response_headers)
+        request = self.build_request(call)
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(request, header_timeout=timeouts.response_headers)
+            body = await read_body(response, self._clock, timeouts.response_headers)
+        finally:
+            call.upstream_seconds += time.perf_counter() - started
         if not 200 <= response.code < 300:
             raise self.map_error(response.code, lower_headers(response), body)
         return self.parse_response(call, body)
 
     async def stream(self, call: Call, out: StreamWriter) -> None:
+        request = self.build_request(call)
+        started = time.perf_counter()
+        try:
+            await self._stream(call, request, out)
+        finally:
+            call.upstream_seconds += time.perf_counter() - started
+
+    async def _stream(self, call: Call, request: UpstreamRequest, out: StreamWriter) -> None:
         timeouts = self.config.timeouts
-        response = await self._client.post(
-            self.build_request(call), header_timeout=timeouts.first_event
-        )
+        response = await self._client.post(request, header_timeout=timeouts.first_event)
         headers = lower_headers(response)
         if response.code != 200:
             body = await read_body(response, self._clock, timeouts.first_event)
@@ -156,6 +175,7 @@ class HTTPProvider(ABC):
         finally:
             call.usage = translator.usage
             call.response_model = translator.model
+            call.stream_error = translator.relayed_error
         for piece in closing:
             out.write(piece)
 

@@ -7,6 +7,7 @@ the same pipeline as every provider; tokens are whitespace-separated words, coun
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from twisted.internet import defer, task
@@ -72,7 +73,7 @@ class EchoProvider:
     async def complete(self, call: Call) -> bytes:
         words, finish, usage = self._reply(call)
         if self.config.token_delay and words:
-            await task.deferLater(self._clock, self.config.token_delay * len(words))
+            await self._wait(call, self.config.token_delay * len(words))
         return jsonutil.dumps(
             completion(
                 completion_id=new_completion_id(),
@@ -93,12 +94,20 @@ class EchoProvider:
         out.write(chunks.chunk({"role": "assistant", "content": ""}))
         for i, word in enumerate(words):
             if self.config.token_delay:
-                await task.deferLater(self._clock, self.config.token_delay)
+                await self._wait(call, self.config.token_delay)
             out.write(chunks.chunk({"content": word if i == 0 else " " + word}))
         out.write(chunks.chunk({}, finish))
         if call.include_usage:
             out.write(chunks.usage_chunk(usage))
         out.write(DONE)
+
+    async def _wait(self, call: Call, seconds: float) -> None:
+        """The simulated generation time: counted as upstream time, like a real provider's."""
+        started = time.perf_counter()
+        try:
+            await task.deferLater(self._clock, seconds)
+        finally:
+            call.upstream_seconds += time.perf_counter() - started
 
     def close(self) -> defer.Deferred[Any]:
         return defer.succeed(None)

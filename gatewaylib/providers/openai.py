@@ -46,6 +46,7 @@ class OpenAIStreamTranslator:
         self._failed = False
         self.usage: Usage | None = None
         self.model: str | None = None
+        self.relayed_error: str | None = None
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data
@@ -60,6 +61,7 @@ class OpenAIStreamTranslator:
                 self._failed = True
                 if self._first:
                     raise _error_from_event(obj, self._provider)
+                self.relayed_error = "upstream_5xx"
             elif (
                 obj is not None
                 and self._drop_usage_chunk
@@ -105,6 +107,7 @@ def _error_from_event(obj: dict[str, Any], provider: str) -> GatewayError:
         status=502,
         type="server_error",
         code="upstream_error",
+        provider_error="upstream_5xx",
     )
 
 

@@ -119,6 +119,8 @@ def validate(body: Any) -> str | None:
 
 
 class FakeAnthropic(FakeServer):
+    api_key = API_KEY
+
     @property
     def base_url(self) -> str:
         return self.origin + "/v1"
@@ -126,7 +128,7 @@ class FakeAnthropic(FakeServer):
     def default_reply(self, recorded: Recorded) -> Reply:
         if recorded.path != "/v1/messages" or recorded.method != "POST":
             return error_reply(404, "not_found_error", "Not found")
-        if recorded.headers.get("x-api-key") != API_KEY:
+        if recorded.headers.get("x-api-key") != self.api_key:
             return error_reply(401, "authentication_error", "invalid x-api-key")
         if recorded.headers.get("anthropic-version") != "2023-06-01":
             return error_reply(400, "invalid_request_error", "anthropic-version: header is required")

@@ -39,6 +39,8 @@ def error_body(message: str, type_: str, code: str | None, param: str | None = N
 
 
 class FakeOpenAI(FakeServer):
+    api_key = API_KEY
+
     @property
     def base_url(self) -> str:
         return self.origin + "/v1"
@@ -50,7 +52,7 @@ class FakeOpenAI(FakeServer):
                 {"content-type": "application/json"},
                 error_body("Not found", "invalid_request_error", None),
             )
-        if recorded.headers.get("authorization") != f"Bearer {API_KEY}":
+        if recorded.headers.get("authorization") != f"Bearer {self.api_key}":
             return Reply(
                 401,
                 {"content-type": "application/json"},
@@ -82,6 +84,12 @@ class FakeOpenAI(FakeServer):
                     "missing_required_parameter",
                     "messages",
                 ),
+            )
+        if str(body.get("model", "")).startswith("gpt-bogus"):
+            return Reply(
+                404,
+                {"content-type": "application/json"},
+                error_body(f"The model `{body['model']}` does not exist or you do not have access to it.", "invalid_request_error", "model_not_found"),
             )
         wants_tool = (
             bool(body.get("tools"))
