@@ -22,7 +22,7 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 from gatewaylib import jsonutil, pricing
 from gatewaylib.accesslog import AccessLog
 from gatewaylib.chatrequest import parse_chat_request
-from gatewaylib.errors import GatewayError, MethodNotAllowed, PathNotFound
+from gatewaylib.errors import GatewayError, MethodNotAllowed, PathNotFound, UpstreamTimeout
 from gatewaylib.exchange import Exchange
 from gatewaylib.gateway import Runtime
 from gatewaylib.metrics import Metrics
@@ -42,6 +42,18 @@ class SSEResponse:
         self._request = request
         self._exchange = exchange
         self.committed = False
+        self._producer = False
+
+    def bind_producer(self, producer: Any) -> None:
+        self._request.registerProducer(producer, True)
+        self._producer = True
+
+    def release(self) -> None:
+        """Detach the upstream producer before the response finishes."""
+        if self._producer:
+            self._producer = False
+            if self._request.channel is not None:  # None once the client has gone
+                self._request.unregisterProducer()
 
     def write(self, data: bytes) -> None:
         if not self.committed:
@@ -67,6 +79,33 @@ def write_error(request: Request, error: GatewayError) -> bytes:
     return write_json(request, error.status, error.body())
 
 
+class ShuttingDown(GatewayError):
+    status = 503
+    type = "service_unavailable_error"
+    code = "server_shutting_down"
+
+
+class Overloaded(GatewayError):
+    status = 503
+    type = "service_unavailable_error"
+    code = "overloaded"
+
+
+class _InFlight:
+    """A provider call that the total deadline or shutdown may cut short."""
+
+    __slots__ = ("deferred", "reason")
+
+    def __init__(self, deferred: defer.Deferred[Any]) -> None:
+        self.deferred = deferred
+        self.reason: GatewayError | None = None
+
+    def abort(self, reason: GatewayError) -> None:
+        if self.reason is None:
+            self.reason = reason
+            self.deferred.cancel()
+
+
 class GatewayApp:
     """The Klein application. `runtime` is read once per request (reloads swap it)."""
 
@@ -85,6 +124,9 @@ class GatewayApp:
         self.access_log = access_log
         self._metrics_resource = MetricsResource(registry=metrics.registry)
         self._healthy = health
+        #: API requests being handled (the concurrency limit and the drain wait on it).
+        self.active = 0
+        self._calls: set[_InFlight] = set()
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -101,7 +143,9 @@ class GatewayApp:
         ex = Exchange.begin(request.method.decode("latin-1"), request.path.decode("latin-1"))
         request.setHeader(b"x-request-id", ex.request_id.encode())
         self.metrics.in_flight.inc()
+        self.active += 1
         runtime = self.runtime
+        runtime.acquire()
 
         def finished(result: object) -> None:
             if isinstance(result, Failure):
@@ -131,11 +175,54 @@ class GatewayApp:
                 cost = pricing.cost(ex.usage, price)
         ex.finish(status, aborted, cost)
         self.metrics.in_flight.dec()
+        self.active -= 1
+        runtime.release()
+        self._record(ex)
+
+    def _record(self, ex: Exchange) -> None:
         try:
             self.metrics.record(ex)
             self.access_log.write(ex)
         except Exception:
             log.failure("recording a finished request failed")
+
+    def record_rejected(self, method: str, path: str, error: GatewayError) -> None:
+        """Count and log a request refused by the HTTP layer before any handler ran."""
+        ex = Exchange.begin(method, path)
+        ex.error = error
+        ex.finish(error.status, aborted=False)
+        self._record(ex)
+
+    def abort_all(self, reason: GatewayError) -> None:
+        """Cut every provider call short (shutdown deadline): each handler reports `reason`."""
+        for call in list(self._calls):
+            call.abort(reason)
+
+    async def _call_provider(self, provider: Any, call: Call, out: SSEResponse) -> bytes | None:
+        """Run the provider call under the total deadline, abortable at shutdown."""
+        work = defer.ensureDeferred(
+            provider.stream(call, out) if call.stream else provider.complete(call)
+        )
+        inflight = _InFlight(work)
+        total = provider.config.timeouts.total
+        timer = self._reactor.callLater(
+            total,
+            inflight.abort,
+            UpstreamTimeout(f"The request did not complete within {total:g}s."),
+        )
+        self._calls.add(inflight)
+        try:
+            result: bytes | None = await work
+            return result
+        except defer.CancelledError:
+            if inflight.reason is not None:
+                raise inflight.reason from None
+            raise
+        finally:
+            self._calls.discard(inflight)
+            if timer.active():
+                timer.cancel()
+            out.release()
 
     # -- errors from routing ---------------------------------------------------------------
 
@@ -184,6 +271,13 @@ class GatewayApp:
         runtime = self.runtime
         out = SSEResponse(request, ex)
         try:
+            if self.active > runtime.config.limits.max_concurrent_requests:
+                raise Overloaded(
+                    "The gateway is at its concurrency limit; retry shortly.",
+                    headers={"Retry-After": "1"},
+                )
+            if not self._healthy():
+                raise ShuttingDown("The gateway is shutting down; retry on another replica.")
             caller = runtime.keys.authenticate(request.getHeader(b"authorization"))
             ex.app = caller.name
             chat = parse_chat_request(_read_body(request))
@@ -200,11 +294,8 @@ class GatewayApp:
                 created=int(time.time()),
             )
             ex.call = call
-            if chat.stream:
-                await provider.stream(call, out)
-                return None
-            body = await provider.complete(call)
-            return write_json(request, 200, body)
+            body = await self._call_provider(provider, call, out)
+            return None if body is None else write_json(request, 200, body)
         except GatewayError as e:
             ex.error = e
             return _fail(request, out, e)

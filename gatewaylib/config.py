@@ -39,13 +39,33 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Upstream deadlines in seconds (see reliability.md, Timeouts)."""
+    """Deadlines in seconds (see reliability.md, Timeouts). The upstream ones can be set per
+    provider; the client-side and shutdown ones only globally."""
 
     connect: float = 10.0
     response_headers: float = 600.0
     first_event: float = 120.0
     stream_idle: float = 120.0
     total: float = 900.0
+    # Client side (global only):
+    request_headers: float = 10.0
+    request_body: float = 60.0
+    keepalive: float = 60.0
+    # Shutdown (global only): stop accepting after `shutdown_delay`, give up at `drain`.
+    shutdown_delay: float = 1.0
+    drain: float = 25.0
+
+
+#: Timeouts a provider may override.
+UPSTREAM_TIMEOUTS = frozenset(
+    {"connect", "response_headers", "first_event", "stream_idle", "total"}
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request_bytes: int = 20 * 1024 * 1024
+    max_concurrent_requests: int = 1024
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,7 @@ class Config:
     routing: tuple[PrefixRule, ...]
     api_keys: tuple[VirtualKeyConfig, ...]
     timeouts: Timeouts
+    limits: Limits = Limits()
     pricing: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
     log_format: str = "text"
     warnings: tuple[str, ...] = ()
@@ -269,6 +290,7 @@ class _Validator:
                 "routing",
                 "api_keys",
                 "timeouts",
+                "limits",
                 "pricing",
                 "log_format",
             },
@@ -283,6 +305,12 @@ class _Validator:
         if not isinstance(raw_pricing, dict):
             raise self.fail("pricing", "must be a mapping of model name to prices")
         pricing = {m: self.price(v, f"pricing.{m}") for m, v in raw_pricing.items()}
+        raw_limits = self.mapping(
+            top.get("limits") or {}, "limits", set(Limits.__dataclass_fields__)
+        )
+        limits = Limits(
+            **{k: int(self.number(v, f"limits.{k}", integer=True)) for k, v in raw_limits.items()}
+        )
         log_format = self.string(top.get("log_format", "text"), "log_format")
         if log_format not in ("text", "json"):
             raise self.fail("log_format", "must be 'text' or 'json'")
@@ -295,6 +323,7 @@ class _Validator:
             routing=routing,
             api_keys=api_keys,
             timeouts=timeouts,
+            limits=limits,
             pricing=MappingProxyType(pricing),
             log_format=log_format,
             warnings=tuple(self.warnings),
@@ -308,7 +337,8 @@ class _Validator:
 
     def timeouts(self, value: Any, path: str, base: Timeouts) -> Timeouts:
         names = set(Timeouts.__dataclass_fields__)
-        raw = self.mapping(value, path, names)
+        allowed = names if path == "timeouts" else set(UPSTREAM_TIMEOUTS)
+        raw = self.mapping(value, path, allowed)
         values = {k: self.number(v, f"{path}.{k}") for k, v in raw.items()}
         return Timeouts(**{k: values.get(k, getattr(base, k)) for k in names})
 

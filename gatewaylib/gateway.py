@@ -31,6 +31,8 @@ class Runtime:
             if provider.enabled
         }
         self.created = int(time.time())
+        self._users = 0
+        self._retired: defer.Deferred[Any] | None = None
         self.prices = PriceBook(config)
 
     def provider_for(self, route: Route) -> Provider:
@@ -49,6 +51,21 @@ class Runtime:
             for alias, spec in self.config.models.items()
             if spec.provider in self.providers and app.may_use(alias)
         ]
+
+    def acquire(self) -> None:
+        self._users += 1
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users == 0 and self._retired is not None:
+            self.close().chainDeferred(self._retired)
+
+    def retire(self) -> defer.Deferred[Any]:
+        """Close once the requests still using this runtime (after a reload) have finished."""
+        self._retired = defer.Deferred()
+        if self._users == 0:
+            self.close().chainDeferred(self._retired)
+        return self._retired
 
     def close(self) -> defer.Deferred[Any]:
         return defer.DeferredList(

@@ -43,4 +43,4 @@ class Options(usage.Options):
 def makeService(options: Options) -> Service:
     from gatewaylib.service import GatewayService
 
-    return GatewayService(options["config"], options.loaded)
+    return GatewayService(options["config"], options.loaded, listen_override=options["listen"])

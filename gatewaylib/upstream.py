@@ -15,10 +15,15 @@ from typing import Any
 import treq
 from treq.client import HTTPClient
 from twisted.internet import defer
-from twisted.internet.error import ConnectError, ConnectionRefusedError, DNSLookupError
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ConnectionRefusedError,
+    DNSLookupError,
+)
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone, ResponseNeverReceived
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
@@ -78,15 +83,15 @@ class UpstreamClient:
         timer = self._reactor.callLater(header_timeout, expire)
         try:
             response: IResponse = await d
-        except defer.CancelledError:
+        except Exception as e:
+            # Cancelling an Agent request surfaces as ResponseNeverReceived/ConnectingCancelled
+            # rather than CancelledError: tell our deadline from the caller's cancellation.
             if timed_out:
                 raise UpstreamTimeout(
                     f"the provider did not answer within {header_timeout:g}s"
                 ) from None
-            raise
-        except GatewayError:
-            raise
-        except Exception as e:
+            if _cancelled(e):
+                raise defer.CancelledError() from None
             raise _network_error(e) from None
         finally:
             if timer.active():
@@ -95,6 +100,14 @@ class UpstreamClient:
 
     def close(self) -> defer.Deferred[None]:
         return self._pool.closeCachedConnections()
+
+
+def _cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, defer.CancelledError | ConnectingCancelledError):
+        return True
+    if isinstance(exc, ResponseNeverReceived):
+        return any(f.check(defer.CancelledError, ConnectingCancelledError) for f in exc.reasons)
+    return False
 
 
 def _network_error(exc: BaseException) -> GatewayError:
@@ -135,6 +148,7 @@ class BodyReader(Protocol):
         self._timer: IDelayedCall | None = None
         self.done: defer.Deferred[None] = defer.Deferred(self._cancel)
         self._first_timeout = first_timeout
+        self._paused = False
 
     def connectionMade(self) -> None:
         self._arm(self._first_timeout or self._idle)
@@ -167,10 +181,36 @@ class BodyReader(Protocol):
         if self.transport is not None:
             self.transport.stopProducing()
 
+    # IPushProducer, registered with the client's request: a slow reader pauses the upstream
+    # socket (and the idle deadline, which measures the upstream, not our client).
+
+    def pauseProducing(self) -> None:
+        if self.done.called or self._paused:
+            return
+        self._paused = True
+        self._disarm()
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        if self.done.called or not self._paused:
+            return
+        self._paused = False
+        self._arm(self._idle)
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        # The client connection is going away; the request's own cancellation (Klein cancels
+        # the handler when the request's notifyFinish fails) closes the upstream right after.
+        # Cancelling here, first, would make the handler fail before the request knows it was
+        # aborted.
+        pass
+
     def dataReceived(self, data: bytes) -> None:
         if self.done.called:
             return
-        if self._idle is not None:
+        if self._idle is not None and not self._paused:
             self._arm(self._idle)
         try:
             self._on_data(data)

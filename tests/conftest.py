@@ -23,7 +23,7 @@ from gatewaylib.app import GatewayApp
 from gatewaylib.config import Config, parse_config
 from gatewaylib.gateway import Runtime
 from gatewaylib.metrics import Metrics
-from gatewaylib.service import GatewaySite
+from gatewaylib.service import build_site
 from tests.fakes.anthropic import API_KEY as ANTHROPIC_KEY
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.openai import API_KEY as OPENAI_KEY
@@ -87,7 +87,7 @@ async def start_gateway(config: Config) -> Gateway:
     runtime = Runtime(config, reactor)
     log = io.StringIO()
     app = GatewayApp(runtime, Metrics(), AccessLog(config.log_format, log))
-    port = reactor.listenTCP(0, GatewaySite(app.resource()), interface="127.0.0.1")  # type: ignore[attr-defined]
+    port = reactor.listenTCP(0, build_site(app, config), interface="127.0.0.1")  # type: ignore[attr-defined]
     return Gateway(f"http://127.0.0.1:{port.getHost().port}", app, runtime, port, log)
 
 

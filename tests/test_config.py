@@ -159,7 +159,7 @@ def test_default_expansion() -> None:
         (
             "routing:",
             "routes:",
-            "cfg.yaml:8: routes: unknown key (expected one of: api_keys, listen, log_format, models, pricing, providers, routing, timeouts)",
+            "cfg.yaml:8: routes: unknown key (expected one of: api_keys, limits, listen, log_format, models, pricing, providers, routing, timeouts)",
         ),
         (
             "  openai: { api_key: \"${OPENAI_API_KEY}\" }",

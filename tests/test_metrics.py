@@ -225,7 +225,7 @@ async def test_accounting_identity_with_aborts(gateway: Gateway, fake_openai: Fa
     assert total(s, "llm_requests_total") == sent
     assert len(gateway.log_lines) == sent
     outcomes = [line.rsplit("outcome=", 1)[1] for line in gateway.log_lines]
-    assert outcomes.count("client_abort") == 2
+    assert outcomes.count("client_abort") == 2, "\n".join(gateway.log_lines[-2:])
     assert value(s, "llm_requests_total", virtual_key="my-backend", provider="openai", model="gpt-4o", status="499") == 1
     assert value(s, "llm_requests_in_flight") == 0
 

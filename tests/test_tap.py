@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +47,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     )
     started = time.monotonic()
     result = run("--config", str(bad), SECRET_VKEY="short-secret")
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 1.0  # reliability.md: fails within 1 s
     assert result.returncode == 2
     assert result.stderr == f"litegate: config error: {bad}:6: api_keys[0].key: is shorter than 16 characters\n"
     assert "short-secret" not in result.stdout + result.stderr
@@ -98,8 +97,7 @@ def test_twistd_serves_the_example_config() -> None:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
-    # twistd re-raises the terminating signal after a clean shutdown.
-    assert proc.returncode == -signal.SIGTERM
+    assert proc.returncode == 0
     assert "Main loop terminated." in out
     assert "provider 'anthropic' is disabled" in out
     assert "Traceback" not in out

@@ -54,6 +54,10 @@ class StreamWriter(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def bind_producer(self, producer: Any) -> None:
+        """Let the client's pace pause and resume `producer` (the upstream body)."""
+        ...
+
 
 class StreamTranslator(Protocol):
     """Pure per-stream state: upstream SSE events in, client SSE bytes out."""
@@ -165,6 +169,7 @@ class HTTPProvider(ABC):
             on_data, self._clock, timeouts.stream_idle, first_timeout=timeouts.first_event
         )
         response.deliverBody(reader)
+        out.bind_producer(reader)
         try:
             await reader.done
             closing = translator.finish()

@@ -38,6 +38,33 @@ def error_body(message: str, type_: str, code: str | None, param: str | None = N
     ).encode()
 
 
+def _validate(body: Any) -> tuple[str, str] | None:
+    """The structural checks OpenAI makes, as (param, message) of its 400."""
+    if not isinstance(body, dict):
+        return "", "The body must be a JSON object."
+    if not isinstance(body.get("model"), str):
+        return "model", "Invalid type for 'model': expected a string."
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages", "Invalid 'messages': expected a non-empty array."
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant", "tool", "function"):
+            return f"messages[{i}].role", f"Invalid value for 'messages[{i}].role'."
+        content = message.get("content")
+        if content is None and message["role"] in ("assistant",):
+            continue
+        if isinstance(content, str):
+            continue
+        if not isinstance(content, list):
+            return f"messages[{i}].content", f"Invalid type for 'messages[{i}].content'."
+        for j, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") not in ("text", "image_url", "input_audio", "file", "refusal"):
+                return f"messages[{i}].content[{j}]", "Invalid content part."
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                return f"messages[{i}].content[{j}].text", f"Invalid type for 'messages[{i}].content[{j}].text': expected a string."
+    return None
+
+
 class FakeOpenAI(FakeServer):
     api_key = API_KEY
 
@@ -74,6 +101,10 @@ class FakeOpenAI(FakeServer):
                     None,
                 ),
             )
+        problem = _validate(body)
+        if problem is not None:
+            param, message = problem
+            return Reply(400, {"content-type": "application/json"}, error_body(message, "invalid_request_error", "invalid_value", param))
         if not isinstance(body.get("messages"), list) or not body["messages"]:
             return Reply(
                 400,

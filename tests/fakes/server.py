@@ -42,6 +42,10 @@ class Reply:
     delay: float = 0.0
     hang: bool = False
     drop_after: int | None = None
+    #: Streams: send the headers at once, then wait this long before the first event.
+    first_delay: float = 0.0
+    #: Streams: after the last event, keep the response open instead of finishing it.
+    hold_open: bool = False
 
 
 class FakeServer(resource.Resource):
@@ -56,6 +60,8 @@ class FakeServer(resource.Resource):
         self.port: IListeningPort | None = None
         self.closed_connections = 0
         self.open_requests: list[server.Request] = []
+        #: The transport of every request served (to inspect what is still unsent).
+        self.transports: list[Any] = []
         self.lost: list[defer.Deferred[None]] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -103,6 +109,7 @@ class FakeServer(resource.Resource):
         item = self.script.popleft() if self.script else self.default_reply
         reply = item(recorded) if callable(item) else item
         self.open_requests.append(request)
+        self.transports.append(request.channel.transport if request.channel else None)
         finished = request.notifyFinish()
         lost: defer.Deferred[None] = defer.Deferred()
         self.lost.append(lost)
@@ -124,25 +131,32 @@ class FakeServer(resource.Resource):
             request.write(reply.body)
             request.finish()
             return server.NOT_DONE_YET
-        self._play(request, reply, 0)
+        if reply.first_delay:
+            request.write(b"")  # flushes the status line and headers
+            reactor.callLater(reply.first_delay, self._play, request, reply, 0)  # type: ignore[attr-defined]
+        else:
+            self._play(request, reply, 0)
         return server.NOT_DONE_YET
 
     def _play(self, request: server.Request, reply: Reply, index: int) -> None:
-        if request._disconnected:  # type: ignore[attr-defined]
-            return
+        """Write events from `index`: all at once without a delay, else one per delay."""
         assert reply.events is not None
-        if reply.drop_after is not None and index >= reply.drop_after:
-            assert request.channel is not None
-            request.channel.transport.abortConnection()  # type: ignore[union-attr]
-            return
-        if index >= len(reply.events):
-            request.finish()
-            return
-        request.write(reply.events[index])
-        if reply.delay:
-            reactor.callLater(reply.delay, self._play, request, reply, index + 1)  # type: ignore[attr-defined]
-        else:
-            self._play(request, reply, index + 1)
+        while True:
+            if request._disconnected:  # type: ignore[attr-defined]
+                return
+            if reply.drop_after is not None and index >= reply.drop_after:
+                assert request.channel is not None
+                request.channel.transport.abortConnection()  # type: ignore[union-attr]
+                return
+            if index >= len(reply.events):
+                if not reply.hold_open:
+                    request.finish()
+                return
+            request.write(reply.events[index])
+            index += 1
+            if reply.delay:
+                reactor.callLater(reply.delay, self._play, request, reply, index)  # type: ignore[attr-defined]
+                return
 
 
 def sse_data(obj: Any) -> bytes:
