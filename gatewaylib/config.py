@@ -146,7 +146,8 @@ class _Doc:
         probe = path
         line = self.lines.get(probe)
         while line is None and probe:
-            probe = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", probe)
+            shorter = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", probe)
+            probe = shorter if shorter != probe else ""
             line = self.lines.get(probe)
         where = f"{self.file}:{line}" if line is not None else self.file
         return ConfigError(f"{where}: {path or '<top>'}: {message}")
@@ -209,7 +210,7 @@ def parse_config(raw: bytes | str, path: str, env: Mapping[str, str]) -> Config:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
+        problem = str(getattr(e, "problem", None) or "invalid YAML").splitlines()[0]
         raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
     except ValueError as e:  # e.g. undecodable bytes
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
@@ -218,7 +219,10 @@ def parse_config(raw: bytes | str, path: str, env: Mapping[str, str]) -> Config:
     try:
         data = doc.convert(node, "")
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML value: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = str(getattr(e, "problem", None) or "cannot read value").splitlines()[0]
+        raise ConfigError(f"{path}{line}: invalid YAML value: {problem}") from None
     return _Validator(doc).build(data)
 
 

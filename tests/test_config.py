@@ -243,3 +243,22 @@ def test_yaml_syntax_error_names_the_line() -> None:
 def test_listen_forms(text: str, expected: tuple[str, int] | None) -> None:
     """The documented listen forms parse; anything else is refused."""
     assert parse_listen(text) == expected
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_yaml_fragments = st.sampled_from(
+    ["listen:", "providers:", "models:", "routing:", "api_keys:", "timeouts:", "- ", "  ", "{", "}", "[", "]",
+     ":", "${X}", "${", "&a", "*a", "!!python/object:os.system", "key: k", "0", "-1", "\n", "\t", "'", '"', "?", "|"]
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(st.lists(_yaml_fragments, max_size=30).map("".join), st.binary(max_size=120)))
+def test_loader_raises_only_config_errors(text: str | bytes) -> None:
+    """Random YAML-ish text and bytes: the loader accepts or raises ConfigError, nothing else."""
+    try:
+        load(text if isinstance(text, str) else text.decode("latin-1"))
+    except ConfigError as e:
+        assert "\n" not in str(e)
