@@ -21,12 +21,12 @@ from werkzeug.exceptions import NotFound as WerkzeugNotFound
 
 from gatewaylib import jsonutil, pricing
 from gatewaylib.accesslog import AccessLog
-from gatewaylib.chatrequest import parse_chat_request
+from gatewaylib.apis import API, ChatAPI, ResponsesAPI
 from gatewaylib.errors import GatewayError, MethodNotAllowed, PathNotFound, UpstreamTimeout
 from gatewaylib.exchange import Exchange
 from gatewaylib.gateway import Runtime
 from gatewaylib.metrics import Metrics
-from gatewaylib.providers.base import Call
+from gatewaylib.providers.base import Call, StreamWriter
 
 log = Logger()
 
@@ -198,7 +198,7 @@ class GatewayApp:
         for call in list(self._calls):
             call.abort(reason)
 
-    async def _call_provider(self, provider: Any, call: Call, out: SSEResponse) -> bytes | None:
+    async def _call_provider(self, provider: Any, call: Call, out: StreamWriter) -> bytes | None:
         """Run the provider call under the total deadline, abortable at shutdown."""
         work = defer.ensureDeferred(
             provider.stream(call, out) if call.stream else provider.complete(call)
@@ -222,7 +222,6 @@ class GatewayApp:
             self._calls.discard(inflight)
             if timer.active():
                 timer.cancel()
-            out.release()
 
     # -- errors from routing ---------------------------------------------------------------
 
@@ -267,6 +266,26 @@ class GatewayApp:
 
     @app.route("/v1/chat/completions", methods=["POST"])
     async def chat_completions(self, request: Request) -> bytes | None:
+        return await self._serve(request, ChatAPI())
+
+    @app.route("/v1/responses", methods=["POST"])
+    async def responses(self, request: Request) -> bytes | None:
+        return await self._serve(request, ResponsesAPI())
+
+    @app.route("/v1/responses/<string:response_id>", methods=["GET", "DELETE"])
+    def stored_response(self, request: Request, response_id: str) -> bytes:
+        ex = self._begin(request)
+        ex.error = GatewayError(
+            f"No response with id '{response_id}': this gateway does not store responses.",
+            status=404,
+            type="invalid_request_error",
+            code="not_found",
+            param="response_id",
+        )
+        return write_error(request, ex.error)
+
+    async def _serve(self, request: Request, api: API) -> bytes | None:
+        """The pipeline shared by every inbound API: auth, routing, provider, reply."""
         ex = self._begin(request)
         runtime = self.runtime
         out = SSEResponse(request, ex)
@@ -280,7 +299,7 @@ class GatewayApp:
                 raise ShuttingDown("The gateway is shutting down; retry on another replica.")
             caller = runtime.keys.authenticate(request.getHeader(b"authorization"))
             ex.app = caller.name
-            chat = parse_chat_request(_read_body(request))
+            chat = api.parse(_read_body(request))
             ex.requested_model, ex.stream = chat.model, chat.stream
             caller.check_model(chat.model)
             route = runtime.router.route(chat.model)
@@ -294,23 +313,28 @@ class GatewayApp:
                 created=int(time.time()),
             )
             ex.call = call
-            body = await self._call_provider(provider, call, out)
-            return None if body is None else write_json(request, 200, body)
+            body = await self._call_provider(provider, call, api.stream_to(out))
+            if body is None:
+                api.end_stream()
+                return None
+            return write_json(request, 200, api.reply(body))
         except GatewayError as e:
             ex.error = e
-            return _fail(request, out, e)
+            return _fail(request, out, api, e)
         except defer.CancelledError:
             raise
         except Exception:
-            log.failure("unexpected error in /v1/chat/completions")
+            log.failure("unexpected error in {path}", path=ex.path)
             ex.error = GatewayError("Internal gateway error.", code="internal_error")
-            return _fail(request, out, ex.error)
+            return _fail(request, out, api, ex.error)
+        finally:
+            out.release()
 
 
-def _fail(request: Request, out: SSEResponse, error: GatewayError) -> bytes | None:
+def _fail(request: Request, out: SSEResponse, api: API, error: GatewayError) -> bytes | None:
     """Report an error: in-band after the stream committed, as an HTTP error before."""
     if out.committed:
-        out.write(b"data: " + error.body() + b"\n\n")
+        api.stream_error(out, error)
         return None
     return write_error(request, error)
 

@@ -94,6 +94,7 @@ class GatewayChannel(http.HTTPChannel):
     _body_timer: Any = None
     _awaiting_headers = True
     _closing = False
+    _idle_timeout: float | None = None
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -107,12 +108,18 @@ class GatewayChannel(http.HTTPChannel):
         self._cancel_header_timer()
         super().allHeadersReceived()
         if self.length != 0 and not self._closing:
+            # The body deadline governs now: suspend the idle timer, which would otherwise
+            # close the connection silently instead of answering 408.
+            self._idle_timeout = self.setTimeout(None)
             self._body_timer = self.callLater(self.site.body_timeout, self._body_too_slow)
 
     def allContentReceived(self) -> None:
         self._cancel_body_timer()
         if self._closing:
             return
+        if self._idle_timeout is not None:
+            self.setTimeout(self._idle_timeout)  # HTTPChannel saves and restores it per request
+            self._idle_timeout = None
         super().allContentReceived()
 
     def requestDone(self, request: Any) -> None:
