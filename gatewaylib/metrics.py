@@ -7,6 +7,8 @@ prefix-routed name the upstream accepted, else `other`), `provider` a configured
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gatewaylib.exchange import Exchange
@@ -64,6 +66,7 @@ class Metrics:
         self.in_flight = Gauge(
             "llm_requests_in_flight", "Requests being processed now.", registry=r
         )
+        self._cache: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.overhead = Histogram(
             "llm_gateway_overhead_seconds",
             "Time spent in the gateway itself (request duration minus upstream wait).",
@@ -72,21 +75,28 @@ class Metrics:
             registry=r,
         )
 
+    def _child(self, family: Any, labels: tuple[str, ...]) -> Any:
+        """A labelled child, looked up once: prometheus_client's labels() costs several
+        microseconds per call, several calls per request."""
+        key = (id(family), labels)
+        child = self._cache.get(key)
+        if child is None:
+            child = self._cache[key] = family.labels(*labels)
+        return child
+
     def record(self, ex: Exchange) -> None:
-        app = ex.app or "none"
-        provider = ex.provider_label
-        model = ex.model_label
-        self.requests.labels(app, provider, model, str(ex.status)).inc()
-        self.duration.labels(app, provider, model, "true" if ex.stream else "false").observe(
-            ex.duration
-        )
+        app, provider, model = ex.app or "none", ex.provider_label, ex.model_label
+        child = self._child
+        child(self.requests, (app, provider, model, str(ex.status))).inc()
+        stream = "true" if ex.stream else "false"
+        child(self.duration, (app, provider, model, stream)).observe(ex.duration)
         if ex.usage is not None:
-            self.tokens.labels(app, provider, model, "prompt").inc(ex.usage.prompt_tokens)
-            self.tokens.labels(app, provider, model, "completion").inc(ex.usage.completion_tokens)
+            child(self.tokens, (app, provider, model, "prompt")).inc(ex.usage.prompt_tokens)
+            child(self.tokens, (app, provider, model, "completion")).inc(ex.usage.completion_tokens)
         if ex.cost:
-            self.cost.labels(app, provider, model).inc(ex.cost)
+            child(self.cost, (app, provider, model)).inc(ex.cost)
         if ex.first_byte is not None:
-            self.first_byte.labels(app, provider, model).observe(ex.first_byte - ex.started)
+            child(self.first_byte, (app, provider, model)).observe(ex.first_byte - ex.started)
         error_type = ex.provider_error_type
         if error_type is not None:
             self.provider_errors.labels(provider, error_type).inc()

@@ -53,6 +53,9 @@ def raw_error(error: GatewayError) -> bytes:
 class GatewayRequest(server.Request):
     """Bodies are kept in memory up to the limit; anything larger is refused with 413."""
 
+    # HTML form decoding of POST bodies: never needed here, and its content-type parsing (the
+    # stdlib email package) cost ~0.15 ms of every request in the profile.
+    _parsePOSTFormSubmission = False
     _rejected = False
     _received = 0
 

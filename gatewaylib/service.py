@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import sys
 import time
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet import defer, task
+from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 
 from gatewaylib.accesslog import AccessLog
@@ -23,8 +25,35 @@ from gatewaylib.config import Config, ConfigError, load_config, override_listen
 from gatewaylib.gateway import Runtime
 from gatewaylib.metrics import Metrics
 from gatewaylib.server import GatewaySite
+from gatewaylib.tlsdefer import needs_tls, tls_available
 
 log = Logger()
+
+
+class _WorkerProtocol(protocol.ProcessProtocol):
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def processEnded(self, reason: Any) -> None:
+        log.info("worker {i} exited", i=self.index)
+        self.ended.callback(None)
+
+
+def listen_shared(reactor: Any, host: str, port: int, site: Any) -> Any:
+    """Listen with SO_REUSEPORT so that several processes share the port (the kernel spreads
+    connections between them)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        return reactor.adoptStreamPort(sock.fileno(), family, site)
+    finally:
+        sock.close()  # adoptStreamPort keeps its own duplicate
 
 
 def build_site(app: GatewayApp, config: Config) -> GatewaySite:
@@ -45,11 +74,19 @@ class GatewayService(Service):
         config: Config,
         reactor: Any = None,
         listen_override: str | None = None,
+        workers: int = 1,
+        worker_index: int = 0,
+        worker_port_base: int = 0,
     ) -> None:
         self.config_path = config_path
         self.config = config
         self._reactor = reactor
         self._listen_override = listen_override
+        self.workers = workers
+        self.worker_index = worker_index
+        self.worker_port_base = worker_port_base
+        self._children: list[Any] = []
+        self._extra_ports: list[Any] = []
         self.port: Any = None
         self.site: GatewaySite | None = None
         self.app: GatewayApp | None = None
@@ -70,16 +107,27 @@ class GatewayService(Service):
         self.app = GatewayApp(
             runtime,
             Metrics(),
-            AccessLog(self.config.log_format),
+            AccessLog(self.config.log_format, clock=self.reactor),
             health=lambda: not self.draining,
             reactor=self.reactor,
         )
         self.site = build_site(self.app, self.config)
-        self.port = self.reactor.listenTCP(
-            self.config.listen_port, self.site, interface=self.config.listen_host
-        )
+        if self.workers > 1 or self.worker_index:
+            self.port = listen_shared(
+                self.reactor, self.config.listen_host, self.config.listen_port, self.site
+            )
+        else:
+            self.port = self.reactor.listenTCP(
+                self.config.listen_port, self.site, interface=self.config.listen_host
+            )
         address = self.port.getHost()
         log.info("litegate listening on {host}:{port}", host=address.host, port=address.port)
+        if self.worker_port_base:
+            own = self.worker_port_base + self.worker_index
+            self._extra_ports.append(self.reactor.listenTCP(own, self.site, interface="127.0.0.1"))
+            log.info("worker {i} also on 127.0.0.1:{port}", i=self.worker_index, port=own)
+        if self.workers > 1 and not self.worker_index:
+            self._spawn_workers(address.port)
         # twistd starts services before the reactor installs its own handlers: go after it.
         self.reactor.callWhenRunning(self._install_signal_handlers)
 
@@ -91,13 +139,54 @@ class GatewayService(Service):
             log.warn("model {alias!r} has no price: its cost is recorded as 0", alias=alias)
         return runtime
 
+    # -- workers ------------------------------------------------------------------------------
+
+    def _spawn_workers(self, port: int) -> None:
+        """Start workers 1..N-1 as separate processes bound to the same port (SO_REUSEPORT)."""
+        host = self.config.listen_host
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for index in range(1, self.workers):
+            args = [
+                sys.executable,
+                "-c",
+                "from twisted.scripts.twistd import run; run()",  # twistd, whatever its path
+                "-n",
+                "--pidfile=",
+                "litegate",
+                "--config",
+                self.config_path,
+                "--listen",
+                address,
+                "--worker-index",
+                str(index),
+                "--worker-port-base",
+                str(self.worker_port_base),
+            ]
+            self._children.append(
+                self.reactor.spawnProcess(
+                    _WorkerProtocol(index),
+                    sys.executable,
+                    args,
+                    env=os.environ,
+                    childFDs={1: 1, 2: 2},
+                )
+            )
+
+    def _stop_workers(self) -> defer.Deferred[Any]:
+        waits = []
+        for child in self._children:
+            if child.pid is not None:
+                child.signalProcess("TERM")
+                waits.append(child.proto.ended)
+        return defer.DeferredList(waits)
+
     # -- signals ----------------------------------------------------------------------------
 
     def _install_signal_handlers(self) -> None:
         if not hasattr(signal, "SIGHUP"):
             return
         # Python runs these between bytecodes on the main thread; hand over to the reactor.
-        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.reload))
+        signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self._hup))
         signal.signal(signal.SIGTERM, lambda *_: self.reactor.callFromThread(self._terminate))
         signal.signal(signal.SIGINT, lambda *_: self.reactor.callFromThread(self._terminate))
 
@@ -110,6 +199,12 @@ class GatewayService(Service):
         self.draining = True
         self.reactor.stop()  # runs stopService, which drains; twistd then exits 0
 
+    def _hup(self) -> None:
+        for child in self._children:
+            if child.pid is not None:
+                child.signalProcess("HUP")
+        self.reload()
+
     def reload(self) -> None:
         """Swap in the config file's current content; keep the old config if it is invalid."""
         assert self.app is not None
@@ -117,6 +212,11 @@ class GatewayService(Service):
             config = load_config(self.config_path)
             if self._listen_override:
                 config = override_listen(config, self._listen_override)
+            if needs_tls(config) and not tls_available():
+                raise ConfigError(
+                    f"{self.config_path}: an https provider needs TLS, which was left out at "
+                    "start-up (no https provider then): restart to apply this config"
+                )
         except ConfigError as e:
             log.error("reload failed, keeping the current config: {error}", error=str(e))
             return
@@ -139,6 +239,11 @@ class GatewayService(Service):
         self.draining = True
         timeouts = self.config.timeouts
         started = time.monotonic()
+        children = self._stop_workers()
+        if self.app is not None:
+            self.app.access_log.flush()
+        for extra in self._extra_ports:
+            extra.stopListening()
         if self.port is not None:
             # Give load balancers a moment to see /health fail before refusing connections.
             yield task.deferLater(self.reactor, timeouts.shutdown_delay, lambda: None)
@@ -164,3 +269,6 @@ class GatewayService(Service):
                 if not site.channels:
                     break
                 yield task.deferLater(self.reactor, 0.05, lambda: None)
+        yield children
+        if self.app is not None:
+            self.app.access_log.flush()

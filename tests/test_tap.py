@@ -101,3 +101,36 @@ def test_twistd_serves_the_example_config() -> None:
     assert "Main loop terminated." in out
     assert "provider 'anthropic' is disabled" in out
     assert "Traceback" not in out
+
+
+@pytest.mark.timeout(60)
+def test_two_workers_share_the_port_and_exit_together() -> None:
+    """--workers 2: both processes serve the shared port (SO_REUSEPORT), each also answers on
+    its own port for its /metrics, and SIGTERM stops both with exit 0."""
+    port, base = free_port(), free_port()
+    while base + 1 == port:
+        base = free_port()
+    proc = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", "litegate", "--config", "config.example.yaml", "--listen", f"127.0.0.1:{port}",
+         "--workers", "2", "--worker-port-base", str(base)],
+        cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        for p in (port, base, base + 1):
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{p}/health", timeout=2) as r:
+                        assert r.status == 200
+                    break
+                except OSError:
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.1)
+        for p in (base, base + 1):
+            with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2) as r:
+                assert b"llm_requests_in_flight" in r.read()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "worker 1 exited" in out
