@@ -353,23 +353,27 @@ def ttfb(port: int, model: str, runs: int, path: str = "/v1/chat/completions") -
     return statistics.median(samples)
 
 
-async def one_stream(port: int, gaps: list[float], errors: list[str]) -> None:
+_SENT_AT = re.compile(rb"@([0-9.]+)@")
+
+
+async def one_stream(port: int, delays: list[float], errors: list[str]) -> None:
+    """Read one stream; each event carries its send time, so its delivery delay is known."""
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(request_bytes(port, "slow", True))
         await writer.drain()
-        buffer, last, seen = b"", None, 0
+        buffer, scanned = b"", 0
         while True:
             data = await reader.read(65536)
             if not data:
                 break
-            now = time.perf_counter()
+            now = time.monotonic()
             buffer += data
-            events = buffer.count(b"data: ")
-            if events > seen:
-                if last is not None:
-                    gaps.append(now - last)
-                last, seen = now, events
+            # Stamps that became complete with this read, each counted once.
+            for match in _SENT_AT.finditer(buffer, max(scanned - 32, 0)):
+                if match.end() > scanned:
+                    delays.append(now - float(match.group(1)))
+            scanned = len(buffer)
         writer.close()
         if not buffer.startswith(b"HTTP/1.1 200") or b"data: [DONE]" not in buffer:
             errors.append(buffer[:80].decode(errors="replace"))
@@ -377,14 +381,15 @@ async def one_stream(port: int, gaps: list[float], errors: list[str]) -> None:
         errors.append(repr(e))
 
 
-def concurrent_streams(port: int, pid: int, n: int, interval: float) -> dict[str, float]:
+def concurrent_streams(port: int, pid: int | None, n: int, interval: float) -> dict[str, float]:
+    """n streams at once; p99 of the per-event delivery delay (upstream send -> client read)."""
     gaps: list[float] = []
     errors: list[str] = []
     peak = [0]
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.is_set():
+        while not stop.is_set() and pid is not None:
             peak[0] = max(peak[0], rss_kb(pid))
             time.sleep(0.05)
 
@@ -399,12 +404,7 @@ def concurrent_streams(port: int, pid: int, n: int, interval: float) -> dict[str
     sampler.join()
     gaps.sort()
     p99 = gaps[int(len(gaps) * 0.99) - 1] if gaps else float("nan")
-    return {
-        "errors": len(errors),
-        "rss_mb": peak[0] / 1024,
-        "gap_p99_ms": p99 * 1000,
-        "added_p99_ms": (p99 - interval) * 1000,
-    }
+    return {"errors": len(errors), "rss_mb": peak[0] / 1024, "gap_p99_ms": p99 * 1000, "events": len(gaps)}
 
 
 def start_litellm(
@@ -524,8 +524,12 @@ def main() -> None:
                 nginx, "gpt-4o", 20 if smoke else 200, "/stream/v1/chat/completions"
             )
             figures["ttfb_gateway_ms"] = ttfb(port, "gpt-4o-sse", 20 if smoke else 200)
+            # The same load straight to the streaming upstream first: the baseline that the
+            # machine itself (client, upstream, 2 cores) imposes on inter-event gaps.
+            figures["streams_direct"] = concurrent_streams(slow, None, streams, interval)
             figures["streams"] = concurrent_streams(port, gw.pid, streams, interval)
             figures["streams_n"] = streams
+            figures["interval_ms"] = interval * 1000
             if not smoke:
                 procs.stop(gw)
                 two, port2, _ = start_gateway(procs, config, workers=2)
@@ -566,7 +570,7 @@ def render(f: dict[str, Any], smoke: bool) -> str:
             f"| {name} | {runs['c50']['rps']:.0f} | {runs['c1']['p50']:.3f} | {runs['c1']['p99']:.3f} | "
             f"{runs['c10']['p50']:.3f} | {runs['c10']['p99']:.3f} | {errors} |"
         )
-    s = f["streams"]
+    s, d = f["streams"], f["streams_direct"]
     targets = [
         (
             "idle RSS after start-up",
@@ -613,10 +617,16 @@ def render(f: dict[str, Any], smoke: bool) -> str:
             s["rss_mb"] <= 150,
         ),
         (
-            f"{f['streams_n']} concurrent streams: added inter-event delay p99",
-            f"{s['added_p99_ms']:.1f} ms",
+            f"{f['streams_n']} concurrent streams: event delivery delay p99, direct / through litegate",
+            f"{d['gap_p99_ms']:.1f} / {s['gap_p99_ms']:.1f} ms ({s['events']} events, one per stream every {f['interval_ms']:.0f} ms)",
+            "",
+            None,
+        ),
+        (
+            f"{f['streams_n']} concurrent streams: added inter-event delay p99 (litegate − direct)",
+            f"{s['gap_p99_ms'] - d['gap_p99_ms']:.1f} ms",
             "< 50 ms",
-            s["added_p99_ms"] < 50,
+            s["gap_p99_ms"] - d["gap_p99_ms"] < 50,
         ),
     ]
     if "LiteLLM proxy 1.80.0" in load:

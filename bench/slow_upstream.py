@@ -5,18 +5,21 @@ python bench/slow_upstream.py PORT EVENTS INTERVAL_SECONDS
 
 import json
 import sys
+import time
 
 from twisted.internet import reactor
 from twisted.web import resource, server
 
 
 def chunk(i: int) -> bytes:
+    # The content is the send time (CLOCK_MONOTONIC, shared by all processes): the client
+    # measures each event's delivery delay from it.
     obj = {
         "id": "chatcmpl-bench",
         "object": "chat.completion.chunk",
         "created": 1,
         "model": "bench",
-        "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}],
+        "choices": [{"index": 0, "delta": {"content": f"@{time.monotonic():.6f}@"}, "finish_reason": None}],
     }
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 

@@ -20,6 +20,8 @@ from gatewaylib.upstream import UpstreamRequest
 # With include_usage every chunk carries `"usage":null`. A raw `,"usage"` can only be a key:
 # inside a JSON string a quote is always escaped, so this never touches content.
 _NULL_USAGE = re.compile(r',\s*"usage"\s*:\s*null(?=\s*[,}])')
+# Only an event whose usage is an object is worth decoding (most chunks carry "usage":null).
+_USAGE_OBJECT = re.compile(r'"usage"\s*:\s*\{')
 
 
 def build_openai_body(call: Call) -> dict[str, Any]:
@@ -55,7 +57,7 @@ class OpenAIStreamTranslator:
         if data == "[DONE]":
             self._done = True
             return [DONE]
-        if self._first or '"usage"' in data or '"error"' in data:
+        if self._first or '"error"' in data or _USAGE_OBJECT.search(data):
             obj = self._inspect(data)
             if obj is not None and "error" in obj:
                 self._failed = True
