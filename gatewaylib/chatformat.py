@@ -74,7 +74,9 @@ class ChunkWriter:
         self.model = model
         self.include_usage = include_usage
 
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+    def chunk(
+        self, delta: dict[str, Any], finish_reason: str | None = None, index: int = 0
+    ) -> bytes:
         obj: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -82,7 +84,7 @@ class ChunkWriter:
             "model": self.model,
             "system_fingerprint": None,
             "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
             ],
         }
         if self.include_usage:

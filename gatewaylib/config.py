@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -22,11 +23,16 @@ PROVIDER_TYPES: Mapping[str, str | None] = MappingProxyType(
     {
         "openai": "https://api.openai.com/v1",
         "anthropic": "https://api.anthropic.com/v1",
+        "gemini": "https://generativelanguage.googleapis.com/v1beta",
+        "mistral": "https://api.mistral.ai/v1",
+        "groq": "https://api.groq.com/openai/v1",
         "echo": None,
     }
 )
 #: Types whose upstream refuses requests without a key: an empty key disables the provider.
-_KEY_REQUIRED = frozenset({"anthropic"})
+_KEY_REQUIRED = frozenset({"anthropic", "gemini", "mistral", "groq"})
+#: OpenAI-compatible hosts with quirks: `type: openai` pointed at one gets its adapter.
+_KNOWN_OPENAI_HOSTS = MappingProxyType({"api.mistral.ai": "mistral", "api.groq.com": "groq"})
 
 MIN_VIRTUAL_KEY_LENGTH = 16
 
@@ -78,6 +84,8 @@ class ProviderConfig:
     max_connections: int = 256
     token_delay: float = 0.0
     timeouts: Timeouts = Timeouts()
+    #: OpenAI-compatible servers: send `stream_options.include_usage` (some servers reject it).
+    stream_usage: bool = True
 
 
 @dataclass(frozen=True)
@@ -273,6 +281,13 @@ class _Validator:
             raise self.fail(path, "must not be negative" if allow_zero else "must be positive")
         return value
 
+    def boolean(self, value: Any, path: str) -> bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise self.fail(path, "must be true or false")
+        return value
+
     def price(self, value: Any, path: str) -> Price:
         spec = self.mapping(value, path, {"input", "output", "cache_read", "cache_write"})
         for required in ("input", "output"):
@@ -359,7 +374,15 @@ class _Validator:
             spec = self.mapping(
                 raw,
                 path,
-                {"type", "api_key", "base_url", "max_connections", "token_delay_ms", "timeouts"},
+                {
+                    "type",
+                    "api_key",
+                    "base_url",
+                    "max_connections",
+                    "token_delay_ms",
+                    "timeouts",
+                    "stream_usage",
+                },
             )
             ptype = spec.get("type", name if name in PROVIDER_TYPES else None)
             if ptype is None:
@@ -390,6 +413,18 @@ class _Validator:
                 if not re.match(r"https?://[^/\s]+", base_url):
                     raise self.fail(f"{path}.base_url", "must be an http:// or https:// URL")
                 base_url = base_url.rstrip("/")
+                host = urlsplit(base_url).hostname or ""
+                if ptype == "openai" and host in _KNOWN_OPENAI_HOSTS:
+                    ptype = _KNOWN_OPENAI_HOSTS[host]
+                    if enabled and not api_key:
+                        raise self.fail(f"{path}.api_key", f"is required for {host}")
+            stream_usage = True
+            if "stream_usage" in spec:
+                if ptype not in ("openai", "groq"):
+                    raise self.fail(
+                        f"{path}.stream_usage", "only OpenAI-compatible providers have it"
+                    )
+                stream_usage = self.boolean(spec["stream_usage"], f"{path}.stream_usage")
             delay = 0.0
             if "token_delay_ms" in spec:
                 if ptype != "echo":
@@ -409,6 +444,7 @@ class _Validator:
                 max_connections=max_conn,
                 token_delay=delay,
                 timeouts=self.timeouts(spec.get("timeouts", {}), f"{path}.timeouts", timeouts),
+                stream_usage=stream_usage,
             )
         return out
 

@@ -154,7 +154,7 @@ def test_default_expansion() -> None:
         (
             "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
             "  openai: { api_key: \"${OPENAI_API_KEY}\", base_ur: \"https://x\" }",
-            "cfg.yaml:3: providers.openai.base_ur: unknown key (expected one of: api_key, base_url, max_connections, timeouts, token_delay_ms, type)",
+            "cfg.yaml:3: providers.openai.base_ur: unknown key (expected one of: api_key, base_url, max_connections, stream_usage, timeouts, token_delay_ms, type)",
         ),
         (
             "routing:",
@@ -174,7 +174,7 @@ def test_default_expansion() -> None:
         (
             "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
             "  openai: { type: foo }",
-            "cfg.yaml:3: providers.openai.type: unknown provider type 'foo' (openai, anthropic, echo)",
+            "cfg.yaml:3: providers.openai.type: unknown provider type 'foo' (openai, anthropic, gemini, mistral, groq, echo)",
         ),
         (
             "  openai: { api_key: \"${OPENAI_API_KEY}\" }",

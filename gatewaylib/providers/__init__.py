@@ -13,6 +13,15 @@ def build_provider(config: ProviderConfig, reactor: Any) -> Provider:
         from gatewaylib.providers.openai import OpenAIProvider
 
         return OpenAIProvider(config, reactor)
+    if config.type in ("mistral", "groq"):
+        from gatewaylib.providers.openai import OpenAIProvider
+        from gatewaylib.providers.openai_compat import DIALECTS
+
+        return OpenAIProvider(config, reactor, DIALECTS[config.type]())
+    if config.type == "gemini":
+        from gatewaylib.providers.gemini import GeminiProvider
+
+        return GeminiProvider(config, reactor)
     if config.type == "echo":
         from gatewaylib.providers.echo import EchoProvider
 

@@ -12,8 +12,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewaylib import jsonutil
 from gatewaylib.errors import InvalidRequest
+from gatewaylib.providers.chatinput import (
+    DATA_URL,
+    clean_stop,
+    is_number,
+    positive_int,
+    text_of_parts,
+    tool_arguments,
+)
 
 DEFAULT_MAX_TOKENS = 4096
 #: reasoning_effort -> thinking budget_tokens (translation.md settled decisions).
@@ -23,7 +30,6 @@ JSON_TOOL = "json_tool_call"
 MISSING_RESULT = "no result was provided"
 
 _ILLEGAL_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
-_DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
 # Models with native structured outputs (output_config.format): Claude 4.5 and later.
 _STRUCTURED_OUTPUT_MODEL = re.compile(r"claude-(?:(?:opus|sonnet|haiku)-)?(?:4[-.][5-9]|[5-9])")
 
@@ -48,41 +54,6 @@ def sanitize_tool_id(tool_id: str) -> str:
     return clean or "toolu_empty"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _positive_int(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
-    return value
-
-
-def _text_of_parts(content: Any, param: str) -> str:
-    """Join the text of a string or a list of text parts (system messages, tool results)."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for i, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") == "text":
-                text = part.get("text")
-                if not isinstance(text, str):
-                    raise InvalidRequest(
-                        "text parts need a string 'text'.", param=f"{param}[{i}].text"
-                    )
-                texts.append(text)
-            elif isinstance(part, str):
-                texts.append(part)
-        return "".join(texts)
-    raise InvalidRequest("'content' must be a string or an array of parts.", param=param)
-
-
 # --------------------------------------------------------------------------------------------
 # Content parts (A.4)
 
@@ -93,7 +64,7 @@ def _image_block(url: Any, param: str) -> dict[str, Any]:
     if not isinstance(url, str) or not url:
         raise InvalidRequest("image_url needs a 'url'.", param=param)
     if url.startswith("data:"):
-        match = _DATA_URL.fullmatch(url)
+        match = DATA_URL.fullmatch(url)
         if not match:
             raise InvalidRequest("The image data URL is not base64 encoded.", param=param)
         media_type, data = match.group(1).lower(), match.group(2)
@@ -124,7 +95,7 @@ def _file_block(file: Any, param: str) -> dict[str, Any]:
             param=f"{param}.file_id",
         )
     data = file.get("file_data")
-    match = _DATA_URL.fullmatch(data) if isinstance(data, str) else None
+    match = DATA_URL.fullmatch(data) if isinstance(data, str) else None
     if not match:
         raise InvalidRequest("'file_data' must be a base64 data URL.", param=f"{param}.file_data")
     media_type = match.group(1).lower()
@@ -199,22 +170,6 @@ def _user_blocks(content: Any, param: str) -> list[dict[str, Any]]:
 # Messages (A.3)
 
 
-def _tool_input(arguments: Any, param: str) -> dict[str, Any]:
-    if arguments is None or arguments == "":
-        return {}
-    if isinstance(arguments, dict):
-        return arguments
-    if not isinstance(arguments, str):
-        raise InvalidRequest("Tool call arguments must be a JSON string.", param=param)
-    try:
-        value = jsonutil.loads(arguments)
-    except jsonutil.JSONError:
-        raise InvalidRequest("Tool call arguments are not valid JSON.", param=param) from None
-    if not isinstance(value, dict):
-        raise InvalidRequest("Tool call arguments must encode a JSON object.", param=param)
-    return value
-
-
 def _assistant_blocks(
     message: dict[str, Any], index: int, legacy_ids: list[str]
 ) -> list[dict[str, Any]]:
@@ -267,7 +222,7 @@ def _assistant_blocks(
                     "type": "tool_use",
                     "id": sanitize_tool_id(call_id),
                     "name": name,
-                    "input": _tool_input(function.get("arguments"), f"{cp}.function.arguments"),
+                    "input": tool_arguments(function.get("arguments"), f"{cp}.function.arguments"),
                 }
             )
     function_call = message.get("function_call")
@@ -280,7 +235,7 @@ def _assistant_blocks(
                 "type": "tool_use",
                 "id": call_id,
                 "name": function_call["name"],
-                "input": _tool_input(
+                "input": tool_arguments(
                     function_call.get("arguments"), f"{param}.function_call.arguments"
                 ),
             }
@@ -297,7 +252,7 @@ def _tool_result(message: dict[str, Any], index: int, tool_use_id: str) -> dict[
         if parts:
             block["content"] = parts
     else:
-        text = _text_of_parts(content, param)
+        text = text_of_parts(content, param)
         if text:
             block["content"] = text
     if message.get("is_error") is True:
@@ -334,7 +289,7 @@ def convert_messages(
                         )
             else:
                 system_parts.append(
-                    {"type": "text", "text": _text_of_parts(content, f"{param}.content")}
+                    {"type": "text", "text": text_of_parts(content, f"{param}.content")}
                 )
             continue
         if role == "user":
@@ -517,17 +472,6 @@ def supports_structured_output(model: str) -> bool:
     return bool(_STRUCTURED_OUTPUT_MODEL.search(model))
 
 
-def _clean_stop(stop: Any) -> list[str] | None:
-    if stop is None:
-        return None
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise InvalidRequest("'stop' must be a string or an array of strings.", param="stop")
-    kept = [s for s in stop if s.strip()]
-    return kept or None
-
-
 def translate_request(
     body: dict[str, Any],
     upstream_model: str,
@@ -551,8 +495,8 @@ def translate_request(
     out: dict[str, Any] = {"model": upstream_model}
     plan = RequestPlan(out)
     max_tokens: int = (
-        _positive_int(body, "max_completion_tokens")
-        or _positive_int(body, "max_tokens")
+        positive_int(body, "max_completion_tokens")
+        or positive_int(body, "max_tokens")
         or default_max_tokens
         or DEFAULT_MAX_TOKENS
     )
@@ -610,7 +554,7 @@ def translate_request(
     # Sampling.
     temperature = body.get("temperature")
     if temperature is not None:
-        if not _is_number(temperature) or temperature < 0:
+        if not is_number(temperature) or temperature < 0:
             raise InvalidRequest(
                 "'temperature' must be a number between 0 and 2.", param="temperature"
             )
@@ -619,12 +563,12 @@ def translate_request(
         out["temperature"] = min(float(temperature), 1.0) if temperature > 1 else temperature
     top_p = body.get("top_p")
     if top_p is not None:
-        if not _is_number(top_p):
+        if not is_number(top_p):
             raise InvalidRequest("'top_p' must be a number.", param="top_p")
         out["top_p"] = top_p
-    if _is_number(body.get("top_k")):
+    if is_number(body.get("top_k")):
         out["top_k"] = body["top_k"]
-    stop = _clean_stop(body.get("stop"))
+    stop = clean_stop(body.get("stop"))
     if stop:
         out["stop_sequences"] = stop
 

@@ -66,7 +66,8 @@ def _validate(body: Any) -> tuple[str, str] | None:
 
 
 class FakeOpenAI(FakeServer):
-    api_key = API_KEY
+    #: None: a server without authentication (a local vLLM, Ollama...).
+    api_key: str | None = API_KEY
 
     @property
     def base_url(self) -> str:
@@ -79,7 +80,7 @@ class FakeOpenAI(FakeServer):
                 {"content-type": "application/json"},
                 error_body("Not found", "invalid_request_error", None),
             )
-        if recorded.headers.get("authorization") != f"Bearer {self.api_key}":
+        if self.api_key is not None and recorded.headers.get("authorization") != f"Bearer {self.api_key}":
             return Reply(
                 401,
                 {"content-type": "application/json"},

@@ -1,0 +1,77 @@
+"""Reading the parts of a Chat Completions request that every translating provider needs.
+
+Pure helpers shared by the Anthropic and Gemini request translators, so both read message
+text, tool arguments, stop lists and data URLs the same way and fail with the same `param`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gatewaylib import jsonutil
+from gatewaylib.errors import InvalidRequest
+
+DATA_URL = re.compile(r"data:([^;,]+)(?:;[^,]*)?;base64,(.*)", re.DOTALL)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def positive_int(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
+    return value
+
+
+def text_of_parts(content: Any, param: str) -> str:
+    """Join the text of a string or a list of text parts (system messages, tool results)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for i, part in enumerate(content):
+            if isinstance(part, dict) and part.get("type") == "text":
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise InvalidRequest(
+                        "text parts need a string 'text'.", param=f"{param}[{i}].text"
+                    )
+                texts.append(text)
+            elif isinstance(part, str):
+                texts.append(part)
+        return "".join(texts)
+    raise InvalidRequest("'content' must be a string or an array of parts.", param=param)
+
+
+def tool_arguments(arguments: Any, param: str) -> dict[str, Any]:
+    if arguments is None or arguments == "":
+        return {}
+    if isinstance(arguments, dict):
+        return arguments
+    if not isinstance(arguments, str):
+        raise InvalidRequest("Tool call arguments must be a JSON string.", param=param)
+    try:
+        value = jsonutil.loads(arguments)
+    except jsonutil.JSONError:
+        raise InvalidRequest("Tool call arguments are not valid JSON.", param=param) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest("Tool call arguments must encode a JSON object.", param=param)
+    return value
+
+
+def clean_stop(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise InvalidRequest("'stop' must be a string or an array of strings.", param="stop")
+    kept = [s for s in stop if s.strip()]
+    return kept or None
