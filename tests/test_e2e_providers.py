@@ -153,6 +153,7 @@ async def test_gemini_stream_with_usage_and_reasoning(gw: Gateway, fakes: dict[s
     _, samples = await scrape(http, gw)
     labels = {"virtual_key": "my-backend", "provider": "gemini", "model": "gemini-flash"}
     assert value(samples, "llm_tokens_total", direction="completion", **labels) == 23
+    assert value(samples, "llm_cost_dollars_total", **labels) == pytest.approx((8 * 0.30 + 23 * 2.50) / 1e6)
     assert value(samples, "llm_requests_total", status="200", **labels) == 1
 
 
@@ -242,6 +243,7 @@ async def test_mistral_chat_and_stream_usage_chunk(gw: Gateway, fakes: dict[str,
     labels = {"virtual_key": "my-backend", "provider": "mistral", "model": "mistral-small"}
     assert value(samples, "llm_tokens_total", direction="prompt", **labels) == 42
     assert value(samples, "llm_tokens_total", direction="completion", **labels) == 18
+    assert value(samples, "llm_cost_dollars_total", **labels) == pytest.approx((42 * 0.10 + 18 * 0.30) / 1e6)
 
 
 @pytest_twisted.ensureDeferred

@@ -200,3 +200,15 @@ def test_mistral_errors() -> None:
     assert (err.status, err.type, err.response_headers()) == (429, "rate_limit_error", {"retry-after": "2"})
     err = mistral_error("mistral", 401, {}, b'{"message":"Unauthorized","request_id":"r"}')
     assert (err.status, err.code) == (502, "upstream_auth_failed")
+
+
+@pytest.mark.parametrize(("model", "price"), [
+    ("gemini-2.5-flash", (0.30, 2.50)), ("gemini-2.5-flash-lite-preview-09-2025", (0.10, 0.40)), ("gemini-3-pro-preview", (2.00, 12.00)),
+    ("mistral-small-latest", (0.10, 0.30)), ("mistral-large-2411", (2.00, 6.00)), ("codestral-2508", (0.30, 0.90)),
+    ("llama-3.3-70b-versatile", (0.59, 0.79)), ("openai/gpt-oss-120b", (0.15, 0.75)),
+])
+def test_default_prices_for_new_providers(model: str, price: tuple[float, float]) -> None:
+    from gatewaylib.pricing import _lookup, default_prices
+
+    found = _lookup(default_prices(), model)
+    assert found is not None and (found.input, found.output) == price
