@@ -86,6 +86,8 @@ class ProviderConfig:
     timeouts: Timeouts = Timeouts()
     #: OpenAI-compatible servers: send `stream_options.include_usage` (some servers reject it).
     stream_usage: bool = True
+    #: Gemini: may image URLs that resolve to private/loopback addresses be downloaded?
+    allow_private_urls: bool = False
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,7 @@ class _Validator:
                     "token_delay_ms",
                     "timeouts",
                     "stream_usage",
+                    "allow_private_urls",
                 },
             )
             ptype = spec.get("type", name if name in PROVIDER_TYPES else None)
@@ -425,6 +428,13 @@ class _Validator:
                         f"{path}.stream_usage", "only OpenAI-compatible providers have it"
                     )
                 stream_usage = self.boolean(spec["stream_usage"], f"{path}.stream_usage")
+            allow_private = False
+            if "allow_private_urls" in spec:
+                if ptype != "gemini":
+                    raise self.fail(f"{path}.allow_private_urls", "only the gemini provider has it")
+                allow_private = self.boolean(
+                    spec["allow_private_urls"], f"{path}.allow_private_urls"
+                )
             delay = 0.0
             if "token_delay_ms" in spec:
                 if ptype != "echo":
@@ -445,6 +455,7 @@ class _Validator:
                 token_delay=delay,
                 timeouts=self.timeouts(spec.get("timeouts", {}), f"{path}.timeouts", timeouts),
                 stream_usage=stream_usage,
+                allow_private_urls=allow_private,
             )
         return out
 

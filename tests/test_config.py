@@ -93,7 +93,8 @@ def test_example_config_starts_without_any_environment() -> None:
     assert not config.providers["openai"].enabled
     assert not config.providers["anthropic"].enabled
     assert config.models["demo"].provider == "echo"
-    assert len(config.warnings) == 2
+    disabled = ("openai", "anthropic", "gemini", "mistral", "groq")
+    assert [w.split("'")[1] for w in config.warnings] == list(disabled)
 
 
 def test_default_expansion() -> None:
@@ -154,7 +155,7 @@ def test_default_expansion() -> None:
         (
             "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
             "  openai: { api_key: \"${OPENAI_API_KEY}\", base_ur: \"https://x\" }",
-            "cfg.yaml:3: providers.openai.base_ur: unknown key (expected one of: api_key, base_url, max_connections, stream_usage, timeouts, token_delay_ms, type)",
+            "cfg.yaml:3: providers.openai.base_ur: unknown key (expected one of: allow_private_urls, api_key, base_url, max_connections, stream_usage, timeouts, token_delay_ms, type)",
         ),
         (
             "routing:",
@@ -175,6 +176,26 @@ def test_default_expansion() -> None:
             "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
             "  openai: { type: foo }",
             "cfg.yaml:3: providers.openai.type: unknown provider type 'foo' (openai, anthropic, gemini, mistral, groq, echo)",
+        ),
+        (
+            "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
+            "  openai: { api_key: \"${OPENAI_API_KEY}\", allow_private_urls: true }",
+            "cfg.yaml:3: providers.openai.allow_private_urls: only the gemini provider has it",
+        ),
+        (
+            "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
+            "  openai: { api_key: \"${OPENAI_API_KEY}\", stream_usage: maybe }",
+            "cfg.yaml:3: providers.openai.stream_usage: must be true or false",
+        ),
+        (
+            "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
+            "  openai: { api_key: \"${OPENAI_API_KEY}\" }\n  gemini: { api_key: \"\" }",
+            "cfg.yaml:4: providers.gemini.api_key: is required for this provider type",
+        ),
+        (
+            "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
+            "  openai: { api_key: \"${OPENAI_API_KEY}\" }\n  gq: { type: openai, base_url: \"https://api.groq.com/openai/v1\" }",
+            "cfg.yaml:4: providers.gq.api_key: is required for api.groq.com",
         ),
         (
             "  openai: { api_key: \"${OPENAI_API_KEY}\" }",
@@ -262,3 +283,23 @@ def test_loader_raises_only_config_errors(text: str | bytes) -> None:
         load(text if isinstance(text, str) else text.decode("latin-1"))
     except ConfigError as e:
         assert "\n" not in str(e)
+
+
+def test_provider_types_default_to_their_name_and_known_hosts_get_their_dialect() -> None:
+    """gemini/mistral/groq need no `type`; `type: openai` on Groq's or Mistral's host gets their
+    fixes; several providers of one type live under different names."""
+    extra = (
+        '  gemini: { api_key: "g-key" }\n'
+        '  mistral: { api_key: "m-key" }\n'
+        '  fast-groq: { type: openai, api_key: "q-key", base_url: "https://api.groq.com/openai/v1" }\n'
+        '  local-vllm: { type: openai, base_url: "http://vllm:8000/v1", api_key: "", stream_usage: false }\n'
+    )
+    anchor = '  anthropic: { api_key: "${ANTHROPIC_API_KEY}", base_url: "https://api.anthropic.com/v1" }\n'
+    assert anchor in BASE
+    config = load(BASE.replace(anchor, anchor + extra))
+    providers = config.providers
+    assert (providers["gemini"].type, providers["gemini"].base_url) == ("gemini", "https://generativelanguage.googleapis.com/v1beta")
+    assert (providers["mistral"].type, providers["mistral"].base_url) == ("mistral", "https://api.mistral.ai/v1")
+    assert providers["fast-groq"].type == "groq"
+    local = providers["local-vllm"]
+    assert (local.type, local.api_key, local.stream_usage, local.enabled) == ("openai", "", False, True)

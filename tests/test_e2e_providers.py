@@ -27,7 +27,7 @@ from tests.fakes import mistral as mis
 from tests.fakes.gemini import FakeGemini
 from tests.fakes.mistral import FakeMistral
 from tests.fakes.openai import FakeOpenAI, error_body
-from tests.fakes.server import Recorded, Reply, sse_data
+from tests.fakes.server import FakeServer, Recorded, Reply, sse_data
 from tests.test_metrics import scrape, value
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
@@ -71,6 +71,20 @@ class FakeLocal(FakeOpenAI):
         return reply
 
 
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+class ImageServer(FakeServer):
+    """Serves /cat.png; /page is HTML, anything else 404."""
+
+    def default_reply(self, recorded: Recorded) -> Reply:
+        if recorded.path == "/cat.png":
+            return Reply(200, {"content-type": "image/png"}, PNG)
+        if recorded.path == "/page":
+            return Reply(200, {"content-type": "text/html"}, b"<html></html>")
+        return Reply(404, {"content-type": "text/plain"}, b"not found")
+
+
 def providers_yaml(gemini: str, mistral: str, groq: str, local: str) -> str:
     return textwrap.dedent(
         f"""
@@ -80,8 +94,10 @@ def providers_yaml(gemini: str, mistral: str, groq: str, local: str) -> str:
           mistral:    {{ api_key: "{mis.API_KEY}", base_url: "{mistral}" }}
           groq:       {{ api_key: "{GROQ_KEY}", base_url: "{groq}" }}
           local-vllm: {{ type: openai, base_url: "{local}", api_key: "", stream_usage: false }}
+          gemini-lan: {{ type: gemini, api_key: "{gem.API_KEY}", base_url: "{gemini}", allow_private_urls: true }}
         models:
           "gemini-flash": {{ provider: "gemini", model: "gemini-2.5-flash" }}
+          "gemini-lan": {{ provider: "gemini-lan", model: "gemini-2.5-flash" }}
           "mistral-small": {{ provider: "mistral", model: "mistral-small-latest" }}
           "llama-groq": {{ provider: "groq", model: "llama-3.3-70b-versatile" }}
           "local": {{ provider: "local-vllm", model: "Qwen/Qwen3-8B" }}
@@ -95,7 +111,7 @@ def providers_yaml(gemini: str, mistral: str, groq: str, local: str) -> str:
 
 @pytest_twisted.async_yield_fixture
 async def fakes() -> AsyncIterator[dict[str, Any]]:
-    servers = {"gemini": FakeGemini(), "mistral": FakeMistral(), "groq": FakeGroq(), "local": FakeLocal()}
+    servers = {"gemini": FakeGemini(), "mistral": FakeMistral(), "groq": FakeGroq(), "local": FakeLocal(), "images": ImageServer()}
     for server in servers.values():
         server.start()
     yield servers
@@ -207,8 +223,9 @@ async def test_gemini_errors(gw: Gateway, fakes: dict[str, Any]) -> None:
     assert "API key not valid" not in auth.value.response.text
     fakes["gemini"].api_key = gem.API_KEY
     with pytest.raises(openai.BadRequestError) as bad:
-        await create(gw, model="gemini-flash", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/cat.jpg"}}]}])
+        await create(gw, model="gemini-flash", messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/latest/meta-data/"}}]}])
     assert bad.value.body["param"] == "messages[0].content[0].image_url"
+    assert "private" in bad.value.message and len(fakes["gemini"].requests) == 3  # never sent
 
 
 @pytest_twisted.ensureDeferred
@@ -220,6 +237,30 @@ async def test_gemini_mid_stream_error_record(gw: Gateway, fakes: dict[str, Any]
     with pytest.raises(openai.APIError) as info:
         await stream_list(gw, model="gemini-flash", messages=QUESTION)
     assert "overloaded" in info.value.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_gemini_downloads_http_images(gw: Gateway, fakes: dict[str, Any]) -> None:
+    """Gemini cannot fetch arbitrary URLs: litegate downloads and inlines them, but only from
+    public addresses unless the provider allows private ones."""
+    images = fakes["images"]
+
+    def ask(model: str, path: str) -> Any:
+        content = [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": images.origin + path}}]
+        return create(gw, model=model, messages=[{"role": "user", "content": content}])
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await ask("gemini-flash", "/cat.png")
+    assert refused.value.body["param"] == "messages[0].content[1].image_url" and images.requests == []
+    result = await ask("gemini-lan", "/cat.png")
+    assert result.choices[0].message.content == "Hello from fake Gemini!"
+    import base64
+
+    assert fakes["gemini"].last.json["contents"][0]["parts"][1] == {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(PNG).decode()}}
+    for path, reason in (("/missing.png", "HTTP 404"), ("/page", "not an image")):
+        with pytest.raises(openai.BadRequestError) as bad:
+            await ask("gemini-lan", path)
+        assert reason in bad.value.message and bad.value.body["param"] == "messages[0].content[1].image_url"
 
 
 # -- Mistral -------------------------------------------------------------------------------

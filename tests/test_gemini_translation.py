@@ -79,8 +79,22 @@ def test_images_inline_and_file_uris() -> None:
         {"fileData": {"mimeType": "image/jpeg", "fileUri": "gs://bucket/cat.jpg"}},
         {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc123"}},
     ]
-    err = bad([u([{"type": "image_url", "image_url": {"url": "https://x.test/cat.jpg"}}])])
-    assert err.param == "messages[0].content[0].image_url"
+    plan = translate_request({"model": "m", "messages": [u([{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": "https://x.test/cat.jpg"}}])]}, MODEL)
+    [download] = plan.downloads
+    assert (download.url, download.param) == ("https://x.test/cat.jpg", "messages[0].content[1].image_url")
+    assert plan.body["contents"][0]["parts"][1] is download.part  # filled in once downloaded
+    assert bad([u([{"type": "image_url", "image_url": {"url": "ftp://x.test/cat.jpg"}}])]).param == "messages[0].content[0].image_url"
+
+
+@pytest.mark.parametrize(("address", "public"), [
+    ("8.8.8.8", True), ("2a00:1450:4007:80e::200e", True), ("127.0.0.1", False), ("10.1.2.3", False),
+    ("192.168.0.1", False), ("169.254.169.254", False), ("::1", False), ("::ffff:127.0.0.1", False),
+    ("fd00::1", False), ("fe80::1%eth0", False), ("100.64.0.1", False), ("0.0.0.0", False),
+])
+def test_only_public_addresses_are_downloaded(address: str, public: bool) -> None:
+    from gatewaylib.fetch import _public
+
+    assert _public(address) is public
 
 
 def test_v93_tool_choice_modes() -> None:

@@ -124,10 +124,15 @@ class HTTPProvider(ABC):
     def map_error(self, status: int, headers: dict[str, str], body: bytes) -> GatewayError:
         """An upstream error response -> the error the client gets."""
 
+    async def prepare(self, call: Call) -> None:
+        """Asynchronous work the request needs before it can be built (e.g. downloads)."""
+        return None
+
     # -- I/O ------------------------------------------------------------------------------
 
     async def complete(self, call: Call) -> bytes:
         timeouts = self.config.timeouts
+        await self.prepare(call)
         request = self.build_request(call)
         started = time.perf_counter()
         try:
@@ -140,6 +145,7 @@ class HTTPProvider(ABC):
         return self.parse_response(call, body)
 
     async def stream(self, call: Call, out: StreamWriter) -> None:
+        await self.prepare(call)
         request = self.build_request(call)
         started = time.perf_counter()
         try:

@@ -7,6 +7,7 @@ from the same state, so both modes agree on content, tool calls, finish reason a
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import secrets
@@ -19,6 +20,7 @@ from twisted.logger import Logger
 from gatewaylib import jsonutil
 from gatewaylib.chatformat import ChunkWriter, Usage, completion, new_completion_id
 from gatewaylib.errors import BadGateway, GatewayError, StreamInterrupted, from_upstream_status
+from gatewaylib.fetch import MAX_MEDIA_BYTES, fetch_media
 from gatewaylib.providers.base import Call, HTTPProvider
 from gatewaylib.providers.gemini_request import THOUGHT_SEPARATOR, GeminiPlan, translate_request
 from gatewaylib.sse import DONE, SSEEvent
@@ -372,6 +374,24 @@ class GeminiStreamTranslator:
 
 
 class GeminiProvider(HTTPProvider):
+    async def prepare(self, call: Call) -> None:
+        """Download the http(s) images Gemini cannot fetch and inline them (spec F.2)."""
+        budget = MAX_MEDIA_BYTES
+        for download in self._plan(call).downloads:
+            media = await fetch_media(
+                self._clock,
+                download.url,
+                param=download.param,
+                timeout=min(self.config.timeouts.first_event, 30.0),
+                limit=budget,
+                allow_private=self.config.allow_private_urls,
+            )
+            budget -= len(media.data)
+            download.part["inlineData"] = {
+                "mimeType": media.mime_type,
+                "data": base64.b64encode(media.data).decode("ascii"),
+            }
+
     def _plan(self, call: Call) -> GeminiPlan:
         plan = call.extras.get("gemini_plan")
         if plan is None:

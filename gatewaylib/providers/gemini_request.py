@@ -46,11 +46,21 @@ _EXTENSION_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class Download:
+    """An image URL Gemini cannot fetch: `part["inlineData"]` is filled in once downloaded."""
+
+    part: dict[str, Any]
+    url: str
+    param: str
+
+
 @dataclass
 class GeminiPlan:
-    """The translated body plus what the response side must know about it."""
+    """The translated body plus what the provider must do before sending it."""
 
     body: dict[str, Any]
+    downloads: list[Download] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -78,11 +88,10 @@ def _media_part(url: Any, param: str, plan: GeminiPlan) -> dict[str, Any]:
     if _GEMINI_FILE_URI.match(url):
         return {"fileData": {"mimeType": _mime_from_uri(url), "fileUri": url}}
     if url.startswith(("http://", "https://")):
-        raise InvalidRequest(
-            "Gemini fetches only its Files API and gs:// URIs; send this image as a base64 "
-            "data URL.",
-            param=param,
-        )
+        # Gemini fetches only its own URIs: the provider downloads this one and inlines it.
+        part: dict[str, Any] = {"inlineData": {}}
+        plan.downloads.append(Download(part, url, param))
+        return part
     raise InvalidRequest("image_url must be an http(s) URL or a base64 data URL.", param=param)
 
 
