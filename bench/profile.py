@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run
+import run  # bench/run.py: the same upstreams, config and load generators
 
 
 def summarize(collapsed: Path, top: int) -> None:
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--events", type=int, default=30, help="events per stream")
     parser.add_argument("--cprofile", action="store_true", help="cProfile instead of py-spy")
     parser.add_argument("--keep", help="also save the raw profile here")
     args = parser.parse_args()
@@ -70,7 +71,7 @@ def main() -> None:
             tmp = Path(tmpname)
             nginx = run.start_nginx(procs, tmp)
             slow = run.free_port()
-            procs.start([run.PY, str(run.ROOT / "bench" / "slow_upstream.py"), str(slow), "30", "0.1"])
+            procs.start([run.PY, str(run.ROOT / "bench" / "slow_upstream.py"), str(slow), str(args.events), "0.1"])
             run.wait_http(f"http://127.0.0.1:{slow}/")
             config = run.gateway_config(tmp, nginx, slow)
             port = run.free_port()

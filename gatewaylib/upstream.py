@@ -60,15 +60,35 @@ class _EndpointCache:
         key = (uri.scheme, uri.host, uri.port)
         endpoint: Any = self._endpoints.get(key)
         if endpoint is None:
-            from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+            from twisted.internet.endpoints import wrapClientTLS
             from twisted.web.client import BrowserLikePolicyForHTTPS
 
-            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port, timeout=self._timeout)
+            endpoint = _tcp_endpoint(self._reactor, uri.host, uri.port, self._timeout)
             if uri.scheme == b"https":
                 policy = BrowserLikePolicyForHTTPS()  # verifies certificates and hostnames
                 endpoint = wrapClientTLS(policy.creatorForNetloc(uri.host, uri.port), endpoint)
             self._endpoints[key] = endpoint
         return endpoint
+
+
+def _tcp_endpoint(reactor: Any, host: bytes, port: int, timeout: float) -> Any:
+    """A plain TCP endpoint for an IP address (a local server, a sidecar, a mesh address);
+    HostnameEndpoint only for names. HostnameEndpoint resolves even an IP literal through
+    getaddrinfo in the thread pool and races address families: in the profile, 1,000 streams
+    opening at once spent ~10 % of the gateway's CPU there, and waited on 10 threads."""
+    from twisted.internet.abstract import isIPAddress, isIPv6Address
+    from twisted.internet.endpoints import (
+        HostnameEndpoint,
+        TCP4ClientEndpoint,
+        TCP6ClientEndpoint,
+    )
+
+    name = host.decode("ascii").strip("[]")
+    if isIPAddress(name):
+        return TCP4ClientEndpoint(reactor, name, port, timeout=timeout)
+    if isIPv6Address(name):
+        return TCP6ClientEndpoint(reactor, name, port, timeout=timeout)
+    return HostnameEndpoint(reactor, host, port, timeout=timeout)
 
 
 @implementer(IBodyProducer)
@@ -263,7 +283,9 @@ class BodyReader(Protocol):
         self._disarm()
         if self.done.called:
             return
-        if reason.check(ResponseDone, PotentialDataLoss):
+        # isinstance, not Failure.check: check() computes the qualified names of the whole
+        # exception MRO, once per upstream response (1.5 % of a proxied request's CPU).
+        if isinstance(reason.value, ResponseDone | PotentialDataLoss):
             self.done.callback(None)
         else:
             self.done.errback(Failure(BodyInterrupted()))
