@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 # the project is also installed normally, which is how twistd finds the plugin in production.
 RUNENV := PYTHONPATH=$(CURDIR)
 
-.PHONY: install run test lint bench bench-smoke bench-peers clean test-deps
+.PHONY: install run test lint bench bench-smoke bench-peers soak clean test-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: $(STAMP)
 
 bench-smoke: $(STAMP)
 	$(RUNENV) $(BIN)/python bench/run.py --smoke
+
+# 50,000 mixed requests with faults and aborts: leaks, counts, memory growth (bench/soak.py).
+soak: $(STAMP)
+	$(RUNENV) $(BIN)/python bench/soak.py
 
 bench-peers:
 	test -x bench/.venv-peers/bin/python || $(PYTHON) -m venv bench/.venv-peers

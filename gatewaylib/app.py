@@ -263,7 +263,7 @@ class GatewayApp:
         try:
             caller = runtime.keys.authenticate(request.getHeader(b"authorization"))
         except GatewayError as e:
-            ex.error = e
+            ex.error = _detached(e)
             return write_error(request, e)
         ex.app = caller.name
         payload = {"object": "list", "data": runtime.models_for(caller)}

@@ -499,3 +499,35 @@ async def test_sdk_raises_on_mid_stream_failure_every_time(gateway: Gateway, fak
         else:
             fake_anthropic.queue(Reply(200, {"content-type": "text/event-stream"}, events=events[:5], drop_after=5, delay=0.002))
         assert await in_thread(trial, i) == "APIError"
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_requests_leave_no_reference_cycles(gateway: Gateway, fake_openai: FakeOpenAI, http: Any) -> None:
+    """A failed request (upstream 429, 500, HTML page, malformed body) is freed by reference
+    counting: nothing of it waits in a cycle for a full GC pass, which stalls every stream."""
+    import gc
+
+    from gatewaylib.exchange import Exchange
+    from gatewaylib.server import GatewayRequest
+
+    faults = [Reply(429, {"content-type": "application/json", "retry-after": "1"}, b'{"error":{"message":"slow down","type":"requests"}}'),
+              Reply(500, {"content-type": "application/json"}, b'{"error":{"message":"boom","type":"server_error"}}'),
+              Reply(502, {"content-type": "text/html"}, b"<html>bad gateway</html>")]
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for reply in faults * 5:
+            fake_openai.queue(reply)
+            status, _, _ = await timed_post(http, gateway, body())
+            assert status in (429, 502)
+        for _ in range(5):
+            status, _, _ = await timed_post(http, gateway, b'{"model": "gpt-4o", "messages": [')
+            assert status == 400
+        await task.deferLater(reactor, 0.05, lambda: None)  # the Exchanges are finished
+        gc.collect()
+        cyclic = [o for o in gc.garbage if isinstance(o, Exchange | GatewayRequest)
+                  or (type(o).__name__ == "frame" and "gatewaylib" in o.f_code.co_filename)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert cyclic == []

@@ -134,3 +134,47 @@ def test_two_workers_share_the_port_and_exit_together() -> None:
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "worker 1 exited" in out
+
+
+def test_a_burst_of_connections_is_queued_not_dropped() -> None:
+    """While the gateway is busy (here: stopped) the kernel queues 400 new connections for it:
+    the listen backlog is not Twisted's default 50, past which SYNs are dropped and clients
+    only retry after 1, 3, 7 s (1,000 streams opening at once took 8 s to start)."""
+    import select
+    import signal
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", "litegate", "--config", "config.example.yaml", "--listen", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    socks: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGSTOP)
+        for _ in range(400):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            socks.append(s)
+        pending, connected, until = set(socks), 0, time.monotonic() + 1.5
+        while pending and time.monotonic() < until:
+            _, writable, _ = select.select([], list(pending), [], 0.1)
+            for s in writable:
+                pending.discard(s)
+                connected += s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+        assert connected == 400
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
