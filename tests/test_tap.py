@@ -68,6 +68,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_pair(avoid: int) -> int:
+    """A port B with B and B+1 both free now (worker i listens on B+i), neither `avoid`."""
+    while True:
+        base = free_port()
+        if avoid in (base, base + 1):
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+
+
 @pytest.mark.timeout(60)
 def test_twistd_serves_the_example_config() -> None:
     """`twistd -n litegate` with the example config and no keys serves health and the demo."""
@@ -107,9 +121,8 @@ def test_twistd_serves_the_example_config() -> None:
 def test_two_workers_share_the_port_and_exit_together() -> None:
     """--workers 2: both processes serve the shared port (SO_REUSEPORT), each also answers on
     its own port for its /metrics, and SIGTERM stops both with exit 0."""
-    port, base = free_port(), free_port()
-    while base + 1 == port:
-        base = free_port()
+    port = free_port()
+    base = free_pair(avoid=port)
     proc = subprocess.Popen(
         [TWISTD, "-n", "--pidfile=", "litegate", "--config", "config.example.yaml", "--listen", f"127.0.0.1:{port}",
          "--workers", "2", "--worker-port-base", str(base)],
@@ -123,8 +136,9 @@ def test_two_workers_share_the_port_and_exit_together() -> None:
                     with urllib.request.urlopen(f"http://127.0.0.1:{p}/health", timeout=2) as r:
                         assert r.status == 200
                     break
-                except OSError:
-                    assert proc.poll() is None and time.monotonic() < deadline
+                except OSError as e:
+                    assert proc.poll() is None, proc.communicate()[0]
+                    assert time.monotonic() < deadline, f"port {p}: {e!r}"
                     time.sleep(0.1)
         for p in (base, base + 1):
             with urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=2) as r:
