@@ -78,7 +78,8 @@ async def one(port: int, kind: tuple[str, str, bool, str, int | None], problems:
                 return
         status = int(data[9:12]) if data.startswith(b"HTTP/1.1 ") else 0
         if status != expected:
-            problems.append(f"{name}: status {status}, expected {expected}")
+            reply = data.partition(b"\r\n\r\n")[2][:300].decode(errors="replace")
+            problems.append(f"{name}: status {status}, expected {expected}: {reply}")
         elif name == "stream" and b"data: [DONE]" not in data:
             problems.append(f"{name}: no [DONE]")
         elif name == "upstream cut mid-stream" and (b"data: [DONE]" in data or b'"error"' not in data):
