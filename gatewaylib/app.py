@@ -370,6 +370,8 @@ class _Dispatch(Resource):
             if gone:
                 return
             if body is not None:
+                # A whole JSON reply: framed by its length rather than chunked.
+                request.setHeader(b"content-length", b"%d" % len(body))
                 request.write(body)
             request.finish()
 

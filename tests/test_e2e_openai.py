@@ -37,6 +37,11 @@ async def test_non_stream_chat_returns_upstream_completion(
         result.usage.total_tokens,
     ) == (11, 5, 16)
     assert fake_openai.last.json["model"] == "gpt-4o"
+    raw = await in_thread(
+        client.chat.completions.with_raw_response.create, model="gpt-4o", messages=MESSAGES
+    )
+    assert raw.headers["content-length"] == str(len(raw.content))
+    assert "transfer-encoding" not in raw.headers
 
 
 @pytest_twisted.ensureDeferred
