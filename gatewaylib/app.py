@@ -387,6 +387,7 @@ class _Dispatch(Resource):
             request.finish()
 
         d.addCallbacks(respond, unhandled)
+        d.addErrback(lambda failure: log.failure("writing the response failed", failure))
         return NOT_DONE_YET
 
 
