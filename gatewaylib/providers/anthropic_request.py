@@ -15,6 +15,7 @@ from typing import Any
 from gatewaylib.errors import InvalidRequest
 from gatewaylib.providers.chatinput import (
     DATA_URL,
+    assistant_tool_calls,
     clean_stop,
     is_number,
     positive_int,
@@ -201,30 +202,10 @@ def _assistant_blocks(
         raise InvalidRequest(
             "'content' must be a string, an array or null.", param=f"{param}.content"
         )
-    tool_calls = message.get("tool_calls")
-    if tool_calls is not None:
-        if not isinstance(tool_calls, list):
-            raise InvalidRequest("'tool_calls' must be an array.", param=f"{param}.tool_calls")
-        for j, call in enumerate(tool_calls):
-            cp = f"{param}.tool_calls[{j}]"
-            if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-                raise InvalidRequest("A tool call needs a 'function' object.", param=cp)
-            function = call["function"]
-            call_id, name = call.get("id"), function.get("name")
-            if not isinstance(call_id, str) or not call_id:
-                raise InvalidRequest("A tool call needs an 'id'.", param=f"{cp}.id")
-            if not isinstance(name, str) or not name:
-                raise InvalidRequest(
-                    "A tool call needs a function name.", param=f"{cp}.function.name"
-                )
-            blocks.append(
-                {
-                    "type": "tool_use",
-                    "id": sanitize_tool_id(call_id),
-                    "name": name,
-                    "input": tool_arguments(function.get("arguments"), f"{cp}.function.arguments"),
-                }
-            )
+    for call_id, name, args in assistant_tool_calls(message, param):
+        blocks.append(
+            {"type": "tool_use", "id": sanitize_tool_id(call_id), "name": name, "input": args}
+        )
     function_call = message.get("function_call")
     if isinstance(function_call, dict) and isinstance(function_call.get("name"), str):
         digest = hashlib.sha256(function_call["name"].encode()).hexdigest()[:8]

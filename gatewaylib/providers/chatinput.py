@@ -66,6 +66,31 @@ def tool_arguments(arguments: Any, param: str) -> dict[str, Any]:
     return value
 
 
+def assistant_tool_calls(
+    message: dict[str, Any], param: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """An assistant message's `tool_calls` as (id, function name, parsed arguments)."""
+    tool_calls = message.get("tool_calls")
+    if tool_calls is None:
+        return []
+    if not isinstance(tool_calls, list):
+        raise InvalidRequest("'tool_calls' must be an array.", param=f"{param}.tool_calls")
+    calls = []
+    for j, call in enumerate(tool_calls):
+        cp = f"{param}.tool_calls[{j}]"
+        if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+            raise InvalidRequest("A tool call needs a 'function' object.", param=cp)
+        function = call["function"]
+        call_id, name = call.get("id"), function.get("name")
+        if not isinstance(call_id, str) or not call_id:
+            raise InvalidRequest("A tool call needs an 'id'.", param=f"{cp}.id")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("A tool call needs a function name.", param=f"{cp}.function.name")
+        args = tool_arguments(function.get("arguments"), f"{cp}.function.arguments")
+        calls.append((call_id, name, args))
+    return calls
+
+
 def clean_stop(stop: Any) -> list[str] | None:
     if stop is None:
         return None

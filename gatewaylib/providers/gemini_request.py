@@ -15,11 +15,11 @@ from gatewaylib import jsonutil
 from gatewaylib.errors import InvalidRequest
 from gatewaylib.providers.chatinput import (
     DATA_URL,
+    assistant_tool_calls,
     clean_stop,
     is_number,
     positive_int,
     text_of_parts,
-    tool_arguments,
 )
 
 #: Gemini 3 function calling needs each call's `thoughtSignature` back; it travels to the
@@ -183,29 +183,13 @@ def _model_parts(
         raise InvalidRequest(
             "'content' must be a string, an array or null.", param=f"{param}.content"
         )
-    tool_calls = message.get("tool_calls")
-    if tool_calls is not None:
-        if not isinstance(tool_calls, list):
-            raise InvalidRequest("'tool_calls' must be an array.", param=f"{param}.tool_calls")
-        for j, call in enumerate(tool_calls):
-            cp = f"{param}.tool_calls[{j}]"
-            if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-                raise InvalidRequest("A tool call needs a 'function' object.", param=cp)
-            function = call["function"]
-            call_id, name = call.get("id"), function.get("name")
-            if not isinstance(call_id, str) or not call_id:
-                raise InvalidRequest("A tool call needs an 'id'.", param=f"{cp}.id")
-            if not isinstance(name, str) or not name:
-                raise InvalidRequest(
-                    "A tool call needs a function name.", param=f"{cp}.function.name"
-                )
-            names[call_id] = name
-            args = tool_arguments(function.get("arguments"), f"{cp}.function.arguments")
-            call_part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
-            _, signature = split_tool_id(call_id)
-            if signature:
-                call_part["thoughtSignature"] = signature
-            parts.append(call_part)
+    for call_id, name, args in assistant_tool_calls(message, param):
+        names[call_id] = name
+        call_part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
+        _, signature = split_tool_id(call_id)
+        if signature:
+            call_part["thoughtSignature"] = signature
+        parts.append(call_part)
     return parts
 
 
