@@ -332,6 +332,26 @@ async def test_provider_rejecting_our_key_is_502_without_its_body(
 
 
 @pytest_twisted.ensureDeferred
+async def test_upstream_named_by_hostname(fake_openai: FakeOpenAI, make_config) -> None:
+    """An upstream given by name (`localhost`) is resolved and reached, streams included; IP
+    addresses take a shorter path, which every other test uses."""
+    from tests.conftest import start_gateway, stop_gateway
+
+    gw = await start_gateway(make_config(fake_openai.base_url.replace("127.0.0.1", "localhost")))
+    try:
+        client = openai_client(gw)
+        result = await in_thread(client.chat.completions.create, model="gpt-4o", messages=MESSAGES)
+        assert result.choices[0].message.content == "Hello from fake OpenAI!"
+        chunks = await in_thread(
+            lambda: list(client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True))
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello from fake OpenAI!"
+        assert fake_openai.last.headers["host"].startswith("localhost:")
+    finally:
+        await stop_gateway(gw)
+
+
+@pytest_twisted.ensureDeferred
 async def test_echo_demo_stream_and_non_stream(gateway: Gateway) -> None:
     """The echo provider answers through the same pipeline, with honest word counts."""
     client = openai_client(gateway, CHATBOT_KEY)
