@@ -15,12 +15,14 @@ from typing import Any
 from gatewaylib.errors import InvalidRequest
 from gatewaylib.providers.chatinput import (
     DATA_URL,
+    assistant_texts,
     assistant_tool_calls,
     clean_stop,
     is_number,
     positive_int,
     text_of_parts,
     tool_arguments,
+    user_parts,
 )
 
 DEFAULT_MAX_TOKENS = 4096
@@ -128,31 +130,13 @@ def _file_block(file: Any, param: str) -> dict[str, Any]:
 
 
 def _user_blocks(content: Any, param: str) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest("'content' must be a string or an array of parts.", param=param)
     blocks: list[dict[str, Any]] = []
-    for i, part in enumerate(content):
-        p = f"{param}[{i}]"
-        if isinstance(part, str):
-            if part:
-                blocks.append({"type": "text", "text": part})
-            continue
-        if not isinstance(part, dict):
-            raise InvalidRequest("Content parts must be objects.", param=p)
-        kind = part.get("type")
+    for kind, part, p in user_parts(content, param):
         if kind == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise InvalidRequest("text parts need a string 'text'.", param=f"{p}.text")
-            if text:
-                block: dict[str, Any] = {"type": "text", "text": text}
-                if "cache_control" in part:
-                    block["cache_control"] = part["cache_control"]
-                blocks.append(block)
+            block: dict[str, Any] = {"type": "text", "text": part["text"]}
+            if "cache_control" in part:
+                block["cache_control"] = part["cache_control"]
+            blocks.append(block)
         elif kind == "image_url":
             image = _image_block(part.get("image_url"), f"{p}.image_url")
             if "cache_control" in part:
@@ -183,25 +167,7 @@ def _assistant_blocks(
             for b in thinking
             if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking")
         )
-    content = message.get("content")
-    if isinstance(content, str):
-        if content:
-            blocks.append({"type": "text", "text": content})
-    elif isinstance(content, list):
-        for i, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") == "text":
-                text = part.get("text")
-                if not isinstance(text, str):
-                    raise InvalidRequest(
-                        "text parts need a string 'text'.", param=f"{param}.content[{i}].text"
-                    )
-                if text:
-                    blocks.append({"type": "text", "text": text})
-            # refusal parts and anything else an assistant cannot send back are ignored
-    elif content is not None:
-        raise InvalidRequest(
-            "'content' must be a string, an array or null.", param=f"{param}.content"
-        )
+    blocks.extend({"type": "text", "text": text} for text in assistant_texts(message, param))
     for call_id, name, args in assistant_tool_calls(message, param):
         blocks.append(
             {"type": "tool_use", "id": sanitize_tool_id(call_id), "name": name, "input": args}

@@ -7,6 +7,7 @@ text, tool arguments, stop lists and data URLs the same way and fail with the sa
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from gatewaylib import jsonutil
@@ -64,6 +65,61 @@ def tool_arguments(arguments: Any, param: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest("Tool call arguments must encode a JSON object.", param=param)
     return value
+
+
+def user_parts(content: Any, param: str) -> Iterator[tuple[Any, dict[str, Any], str]]:
+    """A user message's content as checked parts: (type, part, the part's `param`).
+
+    A string, as the whole content or as one part, is a text part; empty text is skipped; what
+    each type holds beyond text is for the translator to read and refuse.
+    """
+    if content is None:
+        return
+    if isinstance(content, str):
+        if content:
+            yield "text", {"type": "text", "text": content}, param
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest("'content' must be a string or an array of parts.", param=param)
+    for i, part in enumerate(content):
+        p = f"{param}[{i}]"
+        if isinstance(part, str):
+            part = {"type": "text", "text": part}
+        elif not isinstance(part, dict):
+            raise InvalidRequest("Content parts must be objects.", param=p)
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise InvalidRequest("text parts need a string 'text'.", param=f"{p}.text")
+            if not text:
+                continue
+        yield kind, part, p
+
+
+def assistant_texts(message: dict[str, Any], param: str) -> list[str]:
+    """The non-empty texts of an assistant message's content (refusal and other parts, which
+    an assistant turn cannot carry back upstream, are ignored)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content] if content else []
+    if content is None:
+        return []
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            "'content' must be a string, an array or null.", param=f"{param}.content"
+        )
+    texts = []
+    for i, part in enumerate(content):
+        if isinstance(part, dict) and part.get("type") == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise InvalidRequest(
+                    "text parts need a string 'text'.", param=f"{param}.content[{i}].text"
+                )
+            if text:
+                texts.append(text)
+    return texts
 
 
 def assistant_tool_calls(

@@ -15,11 +15,13 @@ from gatewaylib import jsonutil
 from gatewaylib.errors import InvalidRequest
 from gatewaylib.providers.chatinput import (
     DATA_URL,
+    assistant_texts,
     assistant_tool_calls,
     clean_stop,
     is_number,
     positive_int,
     text_of_parts,
+    user_parts,
 )
 
 #: Gemini 3 function calling needs each call's `thoughtSignature` back; it travels to the
@@ -96,28 +98,10 @@ def _media_part(url: Any, param: str, plan: GeminiPlan) -> dict[str, Any]:
 
 
 def _user_parts(content: Any, param: str, plan: GeminiPlan) -> list[dict[str, Any]]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [{"text": content}] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest("'content' must be a string or an array of parts.", param=param)
     parts: list[dict[str, Any]] = []
-    for i, part in enumerate(content):
-        p = f"{param}[{i}]"
-        if isinstance(part, str):
-            if part:
-                parts.append({"text": part})
-            continue
-        if not isinstance(part, dict):
-            raise InvalidRequest("Content parts must be objects.", param=p)
-        kind = part.get("type")
+    for kind, part, p in user_parts(content, param):
         if kind == "text":
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise InvalidRequest("text parts need a string 'text'.", param=f"{p}.text")
-            if text:
-                parts.append({"text": text})
+            parts.append({"text": part["text"]})
         elif kind == "image_url":
             parts.append(_media_part(part.get("image_url"), f"{p}.image_url", plan))
         elif kind == "file":
@@ -165,24 +149,7 @@ def _model_parts(
 ) -> list[dict[str, Any]]:
     param = f"messages[{index}]"
     parts: list[dict[str, Any]] = []
-    content = message.get("content")
-    if isinstance(content, str):
-        if content:
-            parts.append({"text": content})
-    elif isinstance(content, list):
-        for i, part in enumerate(content):
-            if isinstance(part, dict) and part.get("type") == "text":
-                text = part.get("text")
-                if not isinstance(text, str):
-                    raise InvalidRequest(
-                        "text parts need a string 'text'.", param=f"{param}.content[{i}].text"
-                    )
-                if text:
-                    parts.append({"text": text})
-    elif content is not None:
-        raise InvalidRequest(
-            "'content' must be a string, an array or null.", param=f"{param}.content"
-        )
+    parts.extend({"text": text} for text in assistant_texts(message, param))
     for call_id, name, args in assistant_tool_calls(message, param):
         names[call_id] = name
         call_part: dict[str, Any] = {"functionCall": {"name": name, "args": args}}
